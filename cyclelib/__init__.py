@@ -1,0 +1,12 @@
+"""cyclelib: CycleGuardian (arXiv 2502.00734) reproduced and taught on ICBHI 2017.
+
+One module per concept, following ``DESIGN.md`` §1:
+
+    icbhi, audio, dataset (§2–3) ─► features (§4) ─► model (§5) ─► losses (§6)
+    ─► train (§6–7) ─► export (§8); metrics (§7), synthetic (teaching set), viz, cli.
+"""
+
+from cyclelib.constants import CLASS_NAMES, CYCLE_SAMPLES, CYCLE_SECONDS, SAMPLE_RATE
+
+__version__ = "0.1.0"
+__all__ = ["CLASS_NAMES", "CYCLE_SAMPLES", "CYCLE_SECONDS", "SAMPLE_RATE", "__version__"]
