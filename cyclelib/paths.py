@@ -12,7 +12,6 @@ from pathlib import Path
 import pooch
 
 CACHE_ENV = "CYCLELIB_CACHE"  # overrides the cache folder
-DATA_ENV = "CYCLELIB_ICBHI"  # default ICBHI folder for the command line when --data-dir is absent
 
 
 def cache_dir(*parts: str) -> Path:
