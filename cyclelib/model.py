@@ -1,0 +1,358 @@
+"""The CycleGuardian network (DESIGN §5): group encoder, deep clustering, cluster fusion, head.
+
+One cycle is a hybrid spectrogram (3, 84, 688) cut into 45 overlapping groups of (3, 84, 20)
+(DESIGN §4). The pipeline, with the faithful widths::
+
+    groups (B, 45, 3, 84, 20) ─► GroupEncoder (shared, one batched call on B·45 groups)
+    ─► embeddings e (B, 45, 768) ─► DeepClustering: z (B, 45, 128), q (B, 45, 4)
+    ─► ClusterFusion: hard assignment mask, r (B, 4, 128), global vector g (B, 128)
+    ─► classifier: logits (B, 4)
+
+plus the learnable similarity matrix S (128, 128) that the similarity constraint of DESIGN §6
+measures through (see :mod:`cyclelib.losses`).
+
+==========  ==========  =============  ==========================================
+config      parameters  GFLOP / cycle  widths (encoder convs; dense; embedding)
+==========  ==========  =============  ==========================================
+faithful    6,626,359   1.84           16-32-64-128-256; 1024; 768
+small       156,399     0.041          4-8-8-16-32; 128; 128
+==========  ==========  =============  ==========================================
+
+FLOPs are counted by :func:`count_flops` (``torch.utils.flop_counter``: 2 per multiply-add of
+convolutions and matrix products, elementwise work not counted), forward pass, one cycle.
+The original also built an autoencoder decoder and a gate module that no loss or output used,
+and called ``.cuda()`` inside ``forward``: both are left out here; the module follows the device
+of its input.
+
+Memory: a training batch of B cycles is a batch of B·45 groups for the encoder, whose stored
+activations dominate (faithful, B = 32: about 1 GB). The faithful config therefore recomputes the
+full-resolution stem in backward (``ModelConfig.recompute_stem``) and pads circularly by
+concatenation (:class:`CircularPad`); both leave every number unchanged. Throughput and peak
+memory: ``benchmarks/bench_model.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from torch.utils.flop_counter import FlopCounterMode
+
+from cyclelib.features import group_frames
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every size of the network (DESIGN §5). Defaults are the faithful configuration."""
+
+    in_channels: int = 3  # spectrogram maps stacked as channels: CQT, gammatone, mel (DESIGN §4)
+    n_bins: int = 84  # frequency bins per map (DESIGN §4)
+    n_frames: int = 688  # frames per 8 s cycle at hop 256 (DESIGN §4)
+    group_size: int = 20  # frames per group: the longest adventitious event (DESIGN §4)
+    group_stride: int = 15  # hop between groups: 45 groups, the last 8 frames unused (DESIGN §4)
+    channels: tuple[int, int, int, int, int] = (16, 32, 64, 128, 256)  # the 5 encoder convs
+    dense_dim: int = 1024  # hidden linear layer of the encoder (flatten -> dense, BN, ReLU)
+    embed_dim: int = 768  # group embedding width (linear + Softplus)
+    latent_dim: int = 128  # DEC latent z per group, where the centres live
+    n_clusters: int = 4  # K learnable centres, one cluster vector r_k each
+    cluster_dim: int = 128  # width of every r_k and of the global vector g
+    n_classes: int = 4  # normal, crackle, wheeze, both (cyclelib.constants.CLASS_NAMES)
+    alpha: float = 1.0  # Student-t degrees of freedom of the soft assignment (DEC uses 1)
+    recompute_stem: bool = True  # training: recompute the full-resolution first convs in
+    # backward instead of storing them (same numbers; faithful: -0.3 GB at batch 32, ~+3% time)
+
+    @property
+    def n_groups(self) -> int:
+        """Groups per cycle: 45 for 688 frames, windows of 20, stride 15."""
+        return (self.n_frames - self.group_size) // self.group_stride + 1
+
+    @classmethod
+    def faithful(cls) -> ModelConfig:
+        """The original network, 6,626,359 parameters, about 1.84 GFLOP per cycle."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> ModelConfig:
+        """Same structure (45 groups, 4 clusters, 128-d z, r_k and g), narrow encoder and embedding.
+
+        156,399 parameters and 0.041 GFLOP per cycle (45x fewer FLOPs than faithful): trains on
+        the synthetic teaching set in minutes on a 2-core CPU.
+        """
+        return cls(channels=(4, 8, 8, 16, 32), dense_dim=128, embed_dim=128, recompute_stem=False)
+
+
+class CycleGuardianOutput(NamedTuple):
+    """Everything one pass produces (DESIGN §5); B = batch, E = embed_dim, K = n_clusters."""
+
+    logits: torch.Tensor  # (B, n_classes) class scores
+    g: torch.Tensor  # (B, cluster_dim) global vector
+    embeddings: torch.Tensor  # (B, 45, E) group embeddings
+    z: torch.Tensor  # (B, 45, latent_dim) DEC latent of each group
+    q: torch.Tensor  # (B, 45, K) Student-t soft assignment, rows sum to 1
+    r: torch.Tensor  # (B, K, cluster_dim) cluster vectors r_k
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride=stride),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _conv_out(n: int, kernel: int = 3, stride: int = 2, pad: int = 0) -> int:
+    return (n + 2 * pad - kernel) // stride + 1
+
+
+class CircularPad(nn.Module):
+    """Wrap-around padding by one row and column: (N, C, H, W) -> (N, C, H + 2, W + 2).
+
+    The same values as ``nn.Conv2d(..., padding=1, padding_mode="circular")`` (the original's
+    last conv), built by concatenation: its backward needs about a third of the memory of
+    ``F.pad(mode="circular")``'s.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H + 2, W + 2)."""
+        x = torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)
+        return torch.cat([x[..., -1:, :], x, x[..., :1, :]], dim=-2)
+
+
+class GroupEncoder(nn.Module):
+    """Shared CNN from one group (N, 3, 84, 20) to its embedding (N, E) (DESIGN §5 table).
+
+    Faithful sizes per group: 16×84×20 → 32×41×9 → 64×41×9 → 128×20×4 → 256×10×2 (circular
+    padding on the last conv) → flatten 5120 → 1024 (BatchNorm1d, ReLU) → 768 (Softplus).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c1, c2, c3, c4, c5 = config.channels
+        self.convs = nn.Sequential(
+            *_conv_bn_relu(config.in_channels, c1, 1, 1),
+            *_conv_bn_relu(c1, c2, 3, 2),
+            *_conv_bn_relu(c2, c3, 1, 1),
+            *_conv_bn_relu(c3, c4, 3, 2),
+            CircularPad(),
+            *_conv_bn_relu(c4, c5, 3, 2),
+        )
+        height = _conv_out(_conv_out(_conv_out(config.n_bins)), pad=1)
+        width = _conv_out(_conv_out(_conv_out(config.group_size)), pad=1)
+        self.dense = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c5 * height * width, config.dense_dim),
+            nn.BatchNorm1d(config.dense_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.dense_dim, config.embed_dim),
+            nn.Softplus(),
+        )
+        self.recompute_stem = config.recompute_stem
+
+    def forward(self, groups: torch.Tensor) -> torch.Tensor:
+        """(N, 3, 84, 20) groups -> (N, E) embeddings.
+
+        The convolutions run channels-last (same values): about 1.8x faster on CPU here. The
+        stem (first conv, BN, ReLU at 84×20, then the second conv) is the largest activation;
+        with ``recompute_stem`` training recomputes it in backward rather than storing it.
+        """
+        x = groups.contiguous(memory_format=torch.channels_last)
+        stem, rest = self.convs[:4], self.convs[4:]
+        if self.recompute_stem and self.training and torch.is_grad_enabled():
+            contexts = (nullcontext(), _running_stats_frozen(stem))
+            x = checkpoint(stem, x, use_reentrant=False, context_fn=lambda: contexts)
+        else:
+            x = stem(x)
+        return self.dense(rest(x))
+
+
+@contextmanager
+def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """Recomputation must not update BatchNorm running statistics a second time."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0)·running + 0·batch: unchanged
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+class DeepClustering(nn.Module):
+    """DEC head (DESIGN §5): z = ReLU(linear E→128) and Student-t soft assignment to K centres.
+
+    q_ik ∝ (1 + ‖z_i − μ_k‖² / α)^(−(α+1)/2), normalised over k, for each group i of a sample.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(config.embed_dim, config.latent_dim), nn.ReLU())
+        self.centres = nn.Parameter(torch.randn(config.n_clusters, config.latent_dim))
+        self.alpha = config.alpha
+
+    def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, G, E) embeddings -> z (B, G, latent), q (B, G, K)."""
+        z = self.project(embeddings)
+        dist2 = (z.unsqueeze(-2) - self.centres).pow(2).sum(-1)
+        q = (1.0 + dist2 / self.alpha).pow(-(self.alpha + 1.0) / 2.0)
+        return z, q / q.sum(-1, keepdim=True)
+
+
+class ClusterFusion(nn.Module):
+    """Cluster vectors r_k and the global vector g (DESIGN §5).
+
+    Each group goes to its most likely cluster (argmax_k q, as a mask built with tensor ops, so
+    torch.export can trace it). For each cluster the other groups are zeroed and one shared
+    module fuses the 45 groups: 1×1 conv over the group axis (45→1), GELU, LayerNorm(E), linear
+    E→128, GELU, LayerNorm(128) gives r_k. The stacked r (B, K, 128) is fused by a 1×1 conv
+    over the cluster axis (K→1), GELU, LayerNorm(128) into g. A cluster with no group gets a
+    finite r_k (LayerNorm of a constant row is its bias), never NaN.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.group_fusion = nn.Sequential(
+            nn.Conv1d(config.n_groups, 1, kernel_size=1),
+            nn.GELU(),
+            nn.LayerNorm(config.embed_dim),
+            nn.Linear(config.embed_dim, config.cluster_dim),
+            nn.GELU(),
+            nn.LayerNorm(config.cluster_dim),
+        )
+        self.cluster_fusion = nn.Sequential(
+            nn.Conv1d(config.n_clusters, 1, kernel_size=1),
+            nn.GELU(),
+            nn.LayerNorm(config.cluster_dim),
+        )
+
+    def forward(
+        self, embeddings: torch.Tensor, q: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, G, E) embeddings and (B, G, K) q -> r (B, K, cluster_dim), g (B, cluster_dim)."""
+        batch, groups, width = embeddings.shape
+        clusters = q.shape[-1]
+        ids = torch.arange(clusters, device=q.device)
+        mask = (q.argmax(-1, keepdim=True) == ids).to(embeddings.dtype)  # (B, G, K) one-hot
+        masked = mask.transpose(1, 2).unsqueeze(-1) * embeddings.unsqueeze(1)  # (B, K, G, E)
+        r = self.group_fusion(masked.reshape(batch * clusters, groups, width))
+        r = r.reshape(batch, clusters, -1)
+        g = self.cluster_fusion(r).squeeze(1)
+        return r, g
+
+
+class CycleGuardian(nn.Module):
+    """The whole network (DESIGN §5). ``forward`` -> :class:`CycleGuardianOutput`.
+
+    Accepts spectrograms (B, 3, 84, 688) or their groups (B, 45, 3, 84, 20);
+    :meth:`forward_from_embeddings` runs the rest from group embeddings (B, 45, E), which the
+    group-mix pass of DESIGN §6 needs. Wrap in :class:`LogitsOnly` for a logits-only export.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ModelConfig.faithful()
+        self.encoder = GroupEncoder(config)
+        self.clustering = DeepClustering(config)
+        self.fusion = ClusterFusion(config)
+        self.classifier = nn.Linear(config.cluster_dim, config.n_classes)
+        # Similarity matrix S of the similarity constraint (DESIGN §5-6), identity at start.
+        self.similarity = nn.Parameter(torch.eye(config.cluster_dim))
+        self.apply(_init_weights)
+
+    def groups(self, x: torch.Tensor) -> torch.Tensor:
+        """Check the input and return its groups (B, 45, 3, 84, 20); ValueError on a bad shape."""
+        c = self.config
+        spec_shape = (c.in_channels, c.n_bins, c.n_frames)
+        group_shape = (c.n_groups, c.in_channels, c.n_bins, c.group_size)
+        if x.ndim == 4 and tuple(x.shape[1:]) == spec_shape:
+            return group_frames(x, size=c.group_size, stride=c.group_stride)
+        if x.ndim == 5 and tuple(x.shape[1:]) == group_shape:
+            return x
+        raise ValueError(
+            f"CycleGuardian expects spectrograms (B, {', '.join(map(str, spec_shape))}) or groups"
+            f" (B, {', '.join(map(str, group_shape))}); got {tuple(x.shape)}"
+        )
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Spectrograms or groups -> group embeddings (B, 45, E) in one encoder call."""
+        groups = self.groups(x)
+        batch, n_groups = groups.shape[:2]
+        return self.encoder(groups.flatten(0, 1)).reshape(batch, n_groups, -1)
+
+    def forward(self, x: torch.Tensor) -> CycleGuardianOutput:
+        """(B, 3, 84, 688) or (B, 45, 3, 84, 20) -> :class:`CycleGuardianOutput`."""
+        return self.forward_from_embeddings(self.embed(x))
+
+    def forward_from_embeddings(self, embeddings: torch.Tensor) -> CycleGuardianOutput:
+        """Group embeddings (B, 45, E) -> :class:`CycleGuardianOutput` (clustering onward)."""
+        c = self.config
+        if embeddings.ndim != 3 or tuple(embeddings.shape[1:]) != (c.n_groups, c.embed_dim):
+            raise ValueError(
+                f"forward_from_embeddings expects (B, {c.n_groups}, {c.embed_dim}) group "
+                f"embeddings; got {tuple(embeddings.shape)}"
+            )
+        z, q = self.clustering(embeddings)
+        r, g = self.fusion(embeddings, q)
+        return CycleGuardianOutput(self.classifier(g), g, embeddings, z, q, r)
+
+
+class LogitsOnly(nn.Module):
+    """Inference view of a :class:`CycleGuardian`: input -> logits (B, n_classes) only.
+
+    The module to hand to ``torch.export`` (DESIGN §8); call ``.eval()`` first so BatchNorm uses
+    its running statistics. It shares (does not copy) the wrapped model's weights.
+    """
+
+    def __init__(self, model: CycleGuardian) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 84, 688) or (B, 45, 3, 84, 20) -> logits (B, n_classes)."""
+        return self.model(x).logits
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The original's initialisation: linear trunc. N(0, 0.01²), conv Kaiming (fan out), bias 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.01)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv1d | nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out")
+        nn.init.zeros_(module.bias)
+
+
+def parameter_counts(model: CycleGuardian) -> dict[str, int]:
+    """Trainable parameters per part of the network, in pipeline order (DESIGN §5)."""
+    parts = {
+        "group encoder: convs": model.encoder.convs.parameters(),
+        "group encoder: dense": model.encoder.dense.parameters(),
+        "deep clustering: z projection": model.clustering.project.parameters(),
+        "deep clustering: centres": [model.clustering.centres],
+        "cluster fusion: groups -> r_k": model.fusion.group_fusion.parameters(),
+        "cluster fusion: r -> g": model.fusion.cluster_fusion.parameters(),
+        "classifier": model.classifier.parameters(),
+        "similarity matrix S": [model.similarity],
+    }
+    return {name: sum(p.numel() for p in params) for name, params in parts.items()}
+
+
+def count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass on ``x`` (eval mode, no grad), as torch.utils.flop_counter counts.
+
+    Divide by the batch size for FLOPs per cycle; the faithful network needs about 1.84 GFLOP.
+    """
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops()
