@@ -1,0 +1,157 @@
+"""Pictures of the hybrid spectrogram for notebook 02 (DESIGN §4): scales, kernels, maps, groups.
+
+Every plotting function returns the matplotlib figure it drew (or draws into the axes it is
+given), so a notebook shows it and a script can save it. Maps are (F, T) arrays in dB or
+standardised units, row 0 the lowest frequency.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from cyclelib.features import (
+    FeatureConfig,
+    cqt_frequencies,
+    cqt_kernels,
+    cqt_lengths,
+    cqt_q_factor,
+    fft_frequencies,
+    gammatone_filterbank,
+    mel_edges,
+    mel_filterbank,
+)
+
+MAP_NAMES = ("constant-Q (CQT)", "gammatone", "mel")  # channel order of the hybrid spectrogram
+
+
+def row_frequencies(config: FeatureConfig) -> dict[str, np.ndarray]:
+    """Centre frequency (Hz) of every row of each map."""
+    return {
+        MAP_NAMES[0]: cqt_frequencies(config),
+        MAP_NAMES[1]: gammatone_filterbank(config)[1],
+        MAP_NAMES[2]: mel_edges(config)[1:-1],
+    }
+
+
+def show_map(ax: plt.Axes, image: np.ndarray, config: FeatureConfig, freqs: np.ndarray,
+             title: str = "", colorbar: bool = False, **imshow) -> None:
+    """Draw one (F, T) map with time in seconds and a few row frequencies on the y axis."""
+    seconds = image.shape[1] * config.hop_length / config.sample_rate
+    shown = ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
+                      extent=(0, seconds, -0.5, image.shape[0] - 0.5), **imshow)
+    rows = np.linspace(0, image.shape[0] - 1, 6).round().astype(int)
+    ax.set_yticks(rows, [f"{freqs[r]:.0f}" for r in rows])
+    ax.set(title=title, xlabel="time (s)", ylabel="Hz")
+    if colorbar:
+        ax.figure.colorbar(shown, ax=ax, pad=0.01)
+
+
+def plot_waveform(wave: np.ndarray, sample_rate: int, title: str = "") -> plt.Figure:
+    """The 8 s cycle fed to the front end."""
+    fig, ax = plt.subplots(figsize=(11, 2.2))
+    ax.plot(np.arange(len(wave)) / sample_rate, wave, lw=0.4, color="0.2")
+    ax.set(title=title, xlabel="time (s)", ylabel="amplitude", xlim=(0, len(wave) / sample_rate))
+    fig.tight_layout()
+    return fig
+
+
+def plot_stft(power_db: np.ndarray, config: FeatureConfig) -> plt.Figure:
+    """The STFT power (K, T) in dB: the K lowest bins, all that the mel and gammatone maps use."""
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    show_map(ax, power_db, config, fft_frequencies(config),
+             title=f"STFT power, bins 0-{len(power_db) - 1} "
+                   f"(0-{fft_frequencies(config)[len(power_db) - 1]:.0f} Hz), dB", colorbar=True)
+    fig.tight_layout()
+    return fig
+
+
+def plot_filterbanks(config: FeatureConfig) -> plt.Figure:
+    """Mel and gammatone weights over the STFT bins, and where each scale puts its 84 rows."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    freqs = fft_frequencies(config)
+    top = int(np.flatnonzero((gammatone_filterbank(config)[0] > 0).any(axis=0))[-1]) + 1
+    for ax, (name, bank) in zip(axes[:2], (("mel (HTK, no norm)", mel_filterbank(config)),
+                                            ("gammatone (ERB)", gammatone_filterbank(config)[0])),
+                                strict=True):
+        for row in bank[::6]:
+            ax.plot(freqs[:top], row[:top] / row.max(), lw=0.8)
+        ax.set(title=f"{name}: every 6th band", xlabel="Hz", ylabel="weight (peak = 1)")
+    for name, centres in row_frequencies(config).items():
+        axes[2].plot(centres, label=name)
+    axes[2].set(yscale="log", title="row centre frequencies", xlabel="row", ylabel="Hz")
+    axes[2].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_cqt_kernels(config: FeatureConfig, rows: tuple[int, ...] = (0, 6, 11)) -> plt.Figure:
+    """Real parts of a few top-octave CQT kernels, and the kernel length per bin at full rate."""
+    kernels = cqt_kernels(config)
+    m = kernels.shape[0] // 2
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.2))
+    freqs = cqt_frequencies(config)
+    for row in rows:
+        ax0.plot(kernels[row] / np.abs(kernels[row]).max(), lw=0.8,
+                 label=f"{freqs[len(freqs) - m + row]:.0f} Hz")
+    ax0.set(title="top-octave kernels (real part); every octave reuses them at half the rate",
+            xlabel="sample", ylabel="normalised")
+    ax0.legend()
+    ax1.loglog(freqs, cqt_lengths(config) / config.sample_rate * 1000)
+    ax1.set(title=f"window length = Q / f (Q = {cqt_q_factor(config):.1f})", xlabel="Hz",
+            ylabel="ms")
+    fig.tight_layout()
+    return fig
+
+
+def plot_maps(examples: dict[str, np.ndarray], config: FeatureConfig,
+              standardised: bool = False) -> plt.Figure:
+    """One row per example (labelled by its key up to " ("), the three maps (3, F, T) side by
+    side; dB maps span their top 5-100%, standardised ones -3..3."""
+    freqs = row_frequencies(config)
+    fig, axes = plt.subplots(len(examples), 3, figsize=(14, 2.5 * len(examples)), squeeze=False)
+    for row, (title, maps) in enumerate(examples.items()):
+        for col, name in enumerate(MAP_NAMES):
+            limits = dict(vmin=-3, vmax=3) if standardised else dict(
+                vmin=np.percentile(maps[col], 5), vmax=maps[col].max())
+            show_map(axes[row, col], maps[col], config, freqs[name], name, **limits)
+        axes[row, 0].set_ylabel(f"{title.split(' (')[0]}\nHz", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_standardisation(before: np.ndarray, after: np.ndarray, config: FeatureConfig,
+                         rows: tuple[int, ...] = (10, 40, 70)) -> plt.Figure:
+    """A few rows of one map over time before (dB) and after per-row standardisation."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3))
+    seconds = np.arange(before.shape[1]) * config.hop_length / config.sample_rate
+    for row in rows:
+        ax0.plot(seconds, before[row], lw=0.8, label=f"row {row}")
+        ax1.plot(seconds, after[row], lw=0.8, label=f"row {row}")
+    ax0.set(title="dB: each row has its own level and spread", xlabel="time (s)", ylabel="dB")
+    ax1.set(title="standardised: mean 0, std 1 per row", xlabel="time (s)", ylabel="z")
+    ax1.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def draw_groups(ax: plt.Axes, config: FeatureConfig, n_rows: int) -> None:
+    """Outline the groups of ``group_size`` frames every ``group_stride`` on a drawn map."""
+    frame = config.hop_length / config.sample_rate
+    for g in range(config.n_groups):
+        start = g * config.group_stride * frame
+        ax.add_patch(Rectangle((start, -0.5 + (g % 2) * 0.15 * n_rows),
+                               config.group_size * frame, n_rows * 0.85, fill=False,
+                               lw=0.9, edgecolor="cyan" if g % 2 else "white"))
+    unused = config.n_groups * config.group_stride - config.group_stride + config.group_size
+    ax.axvspan(unused * frame, config.n_frames * frame, color="red", alpha=0.35)
+
+
+def plot_groups(maps: np.ndarray, config: FeatureConfig, title: str = "") -> plt.Figure:
+    """The CQT map with the network's groups drawn on it (the red strip is never used)."""
+    fig, ax = plt.subplots(figsize=(13, 3.4))
+    show_map(ax, maps[0], config, cqt_frequencies(config), title, vmin=-3, vmax=3)
+    draw_groups(ax, config, maps.shape[1])
+    fig.tight_layout()
+    return fig
