@@ -3,6 +3,11 @@
     cyclelib check-data DIR [--json]    validate an ICBHI folder (exit 0 clean, 1 problems, 2 usage)
     cyclelib synth DIR [--seed N] [--patients N]
     cyclelib download [DIR] [--insecure]
+    cyclelib reproduce [--data-dir DIR] [--config faithful|small] [--epochs N] [--seeds 0 1 2]
+                       [--device auto|cpu|cuda] [--out DIR] [--resume] [--overwrite]
+                       [--paper-protocol]
+    cyclelib evaluate CHECKPOINT [--data-dir DIR]
+    cyclelib export CHECKPOINT --out DIR [--int8] [--onnx] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -62,6 +67,59 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from cyclelib.checkpoint import RunExistsError
+    from cyclelib.reproduce import reproduce, results_markdown
+    from cyclelib.train import TrainingDiverged
+
+    try:
+        results = reproduce(
+            args.data_dir, config=args.config, epochs=args.epochs, seeds=args.seeds,
+            device=args.device, out=args.out, resume=args.resume, overwrite=args.overwrite,
+            protocol="paper" if args.paper_protocol else "official",
+        )
+    except (RunExistsError, TrainingDiverged) as err:
+        print(f"cyclelib reproduce: {err}", file=sys.stderr)
+        return 1
+    print(results_markdown(results))
+    print(f"results written to {results['out']}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cyclelib.reproduce import evaluate_checkpoint
+
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.data_dir), indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cyclelib.deploy import REPORT, export_checkpoint, report_markdown
+    from cyclelib.mobile import ExecutorchMissing, require_executorch
+
+    try:
+        require_executorch("cyclelib export (the .pte files)")
+        pte = True
+    except ExecutorchMissing as err:
+        print(f"cyclelib export: {err}", file=sys.stderr)
+        if not args.onnx:
+            return 1
+        print("cyclelib export: writing the ONNX file only", file=sys.stderr)
+        pte = False
+    try:
+        report = export_checkpoint(
+            args.checkpoint, args.out, pte=pte, int8=args.int8, onnx=args.onnx,
+            data_dir=args.data_dir, calibration_cycles=args.calibration_cycles,
+            check_cycles=args.check_cycles,
+        )
+    except FileNotFoundError as err:
+        print(f"cyclelib export: {err}", file=sys.stderr)
+        return 1
+    print(report_markdown(report))
+    print(f"files and {REPORT} written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cyclelib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +140,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true",
                    help="skip TLS verification (the official host's certificate is often broken)")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("reproduce", help="train and evaluate under the honest protocol (§7)")
+    p.add_argument("--data-dir", default=None, help="ICBHI folder (default: the synthetic set)")
+    p.add_argument("--config", default="small", help="faithful or small (default: small)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the config's")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--out", default=None, help="results folder (default: runs/CONFIG)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--paper-protocol", action="store_true",
+                   help="the original's leaky split and test-set selection (comparison only)")
+    p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("evaluate", help="test-split figures of a saved checkpoint")
+    p.add_argument("checkpoint", help="a best.pt or last.pt written by reproduce")
+    p.add_argument("--data-dir", default=None,
+                   help="ICBHI folder (default: the checkpoint's, else the synthetic set)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="mobile files (ExecuTorch .pte, ONNX) of a checkpoint (§8)")
+    p.add_argument("checkpoint", help="a best.pt or last.pt written by reproduce")
+    p.add_argument("--out", required=True, help="folder for the files and export_report.json")
+    p.add_argument("--int8", action="store_true", help="also an int8 .pte (PT2E, calibrated)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also an ONNX file (works without ExecuTorch)")
+    p.add_argument("--data-dir", default=None, help="ICBHI folder for calibration and checks "
+                   "(default: the checkpoint's, else the synthetic set)")
+    p.add_argument("--calibration-cycles", type=int, default=256,
+                   help="train-split cycles that calibrate int8 (default: 256)")
+    p.add_argument("--check-cycles", type=int, default=100,
+                   help="test-split cycles of the parity check (default: 100)")
+    p.set_defaults(func=_export)
     return parser
 
 

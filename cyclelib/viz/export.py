@@ -1,0 +1,83 @@
+"""Tables and pictures of the mobile export for notebook 05 (DESIGN §8).
+
+:func:`size_latency_table` puts file sizes and single-thread latencies side by side;
+:func:`plot_size_latency` draws them; :func:`plot_dynamic_range` shows why the front end stays
+fp32 when the network is quantised to int8.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+INT8_RANGE_DB = 20 * np.log10(127)  # amplitude range one symmetric int8 scale resolves: 42 dB
+RUNTIMES = {  # key in the report / latency dicts -> label
+    "eager_fp32": "eager PyTorch fp32",
+    "pte_fp32": "ExecuTorch .pte fp32",
+    "pte_int8": "ExecuTorch .pte int8",
+    "onnx": "onnxruntime fp32",
+    "eager_frontend": "front end alone (eager fp32)",
+}
+MAP_NAMES = ("CQT", "gammatone", "mel")  # channels of the hybrid spectrogram (DESIGN §4)
+
+
+def size_latency_table(
+    report: dict, latency: dict[str, float], weights_mb: float, original_mb: float
+) -> pd.DataFrame:
+    """One row per runtime: file size (MB), median latency per cycle (ms), speed-up vs eager.
+
+    ``weights_mb`` is the eager model's fp32 weights; the original's weights (``original_mb``)
+    get a row of their own, without latency (it published no inference code); the front end's
+    row has a latency only.
+    """
+    rows = [{"runtime": "original CycleGuardian weights (fp32)", "size (MB)": original_mb}]
+    for key, label in RUNTIMES.items():
+        if key not in latency:
+            continue
+        size = {"eager_fp32": weights_mb, "eager_frontend": None}.get(key)
+        if key in report["files"]:
+            size = report["files"][key]["size_bytes"] / 1e6
+        rows.append({"runtime": label, "size (MB)": size, "latency (ms)": latency[key],
+                     "speed-up vs eager": latency["eager_fp32"] / latency[key]})
+    return pd.DataFrame(rows).set_index("runtime").round(2)
+
+
+def plot_size_latency(table: pd.DataFrame) -> plt.Figure:
+    """Bar charts of :func:`size_latency_table`: size (MB) and latency per cycle (ms)."""
+    fig, (ax_size, ax_time) = plt.subplots(1, 2, figsize=(11, 3.2))
+    table["size (MB)"].dropna().plot.barh(ax=ax_size, color="tab:blue")
+    ax_size.set_xlabel("MB")
+    ax_size.set_title("file size")
+    timed = table["latency (ms)"].dropna()
+    timed.plot.barh(ax=ax_time, color="tab:orange")
+    ax_time.set_xlabel("ms per 8 s cycle, one thread (median)")
+    ax_time.set_title("CPU latency")
+    ax_time.set_ylabel("")
+    for ax in (ax_size, ax_time):
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def plot_dynamic_range(maps_db: np.ndarray) -> plt.Figure:
+    """Histograms of one cycle's three dB maps (3, 84, 688) against what int8 resolves.
+
+    The shaded band is the top :data:`INT8_RANGE_DB` dB below each map's maximum: a single int8
+    scale per tensor on the front end's filter outputs keeps only values inside it.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
+    for ax, name, values in zip(axes, MAP_NAMES, maps_db, strict=True):
+        values = values.ravel()
+        top = values.max()
+        lost = (values < top - INT8_RANGE_DB).mean()
+        ax.hist(values, bins=60, color="tab:gray")
+        ax.axvspan(top - INT8_RANGE_DB, top, color="tab:green", alpha=0.2,
+                   label=f"int8 range ({INT8_RANGE_DB:.0f} dB)")
+        ax.set_title(f"{name}: {values.max() - values.min():.0f} dB spread, "
+                     f"{100 * lost:.0f}% below int8")
+        ax.set_xlabel("dB")
+    axes[0].set_ylabel("time-frequency bins")
+    axes[0].legend(loc="upper left")
+    fig.tight_layout()
+    return fig
