@@ -26,7 +26,7 @@ ICBHI_TRAIN_CYCLES = 4142  # official train split (DESIGN §2)
 CASES = ("small-cached", "small-augmented", "faithful-cached", "faithful-augmented")
 
 
-def run_case(case: str, device: str, steps: int) -> dict:
+def run_case(case: str, device: str, steps: int, batch: int | None) -> dict:
     """One case in this process: returns its figures."""
     import numpy as np
     import torch
@@ -40,6 +40,8 @@ def run_case(case: str, device: str, steps: int) -> dict:
     model_factory, train_factory = CONFIGS[name]
     config = replace(train_factory(), epochs=2, device=device, wave_effects=mode == "augmented",
                      circular_shift=True, spec_augment=True)
+    if batch:
+        config = replace(config, batch_size=batch)
     n = config.batch_size * steps
     rng = np.random.default_rng(0)
     features = rng.standard_normal((n, 3, 84, 688)).astype(np.float16)
@@ -67,10 +69,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="batches per timed epoch")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="override the recipe's batch (faithful uses 128: ~10 GB on a CPU)")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_case(args.one[0], args.one[1], args.steps)))
+        print(json.dumps(run_case(args.one[0], args.one[1], args.steps, args.batch)))
         return
     import torch
 
@@ -80,7 +84,8 @@ def main() -> None:
         for case in args.cases:
             began = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, __file__, "--one", case, device, "--steps", str(args.steps)],
+                [sys.executable, __file__, "--one", case, device, "--steps", str(args.steps)]
+                + (["--batch", str(args.batch)] if args.batch else []),
                 capture_output=True, text=True,
             )
             if proc.returncode:
@@ -97,7 +102,8 @@ def main() -> None:
             continue
         print(f"{r['case']:<20}{r['device']:<7}{r['batch']:>6}{r['epoch_seconds']:>9.1f}"
               f"{r['samples_per_s']:>11.1f}{r['icbhi_epoch_s']:>15.0f}{r['peak_mb']:>9.0f}")
-    print(json.dumps({"benchmark": "train", "threads": 2, "steps": args.steps, "rows": rows}))
+    print(json.dumps({"benchmark": "train", "threads": 2, "steps": args.steps,
+                      "batch_override": args.batch, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Three 84-row maps share one time axis (hop 256, centred frames, 688 per 8 s cycl
 * channel 2, mel power in dB (HTK scale, no norm), identical to ``librosa.feature.melspectrogram``.
 
 Both the gammatone and the mel map weight one STFT power spectrum (Hann window of 1000 centred in
-n_fft 1024, reflect padding). Only the STFT bins below the top of the highest band are computed.
+n_fft 1024, reflect padding). Only the STFT bins below the top of the highest band are computed,
+with a DFT basis folded about the window's centre (half the size of a plain one).
 Everything is real arithmetic on precomputed buffers (conv1d and matmul, no complex tensors, no
 ``torch.stft``, no data-dependent control flow), so ``torch.export`` captures the module and
 ExecuTorch lowers it (DESIGN §8). Each frequency row is then standardised over time.
@@ -162,6 +163,27 @@ def stft_window(config: FeatureConfig) -> np.ndarray:
     return window
 
 
+def stft_folded_bases(config: FeatureConfig, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windowed DFT of the ``n_bins`` lowest bins, folded: (h + 1, n_bins) twice.
+
+    The window is symmetric about c = n_fft // 2 and zero beyond c ± h (h = 499 for a Hann of
+    1000). With the phase measured from c, the power of bin k is |Σ_m w[c+m] x[c+m] e^(−2πikm/N)|²
+    (a phase shift leaves it unchanged); the cosine part is even in m and the sine part odd, so
+    row m of the bases weights x[c+m] + x[c−m] and x[c+m] − x[c−m]: half the multiplies and
+    half the stored numbers of a plain DFT basis (row 0 is halved: c itself is counted twice).
+    """
+    window = stft_window(config)
+    centre = config.n_fft // 2
+    h = int(np.flatnonzero(window)[-1]) - centre
+    m = np.arange(h + 1)
+    if np.flatnonzero(window)[0] != centre - h or not np.allclose(window[centre + m],
+                                                                   window[centre - m]):
+        raise ValueError("the STFT window must be symmetric about n_fft // 2")
+    phase = 2 * np.pi * np.outer(m, np.arange(n_bins)) / config.n_fft  # (h + 1, K)
+    weight = window[centre + m][:, None] * np.where(m == 0, 0.5, 1.0)[:, None]
+    return np.cos(phase) * weight, np.sin(phase) * weight
+
+
 def _sparsify_rows(rows: np.ndarray, quantile: float = 0.01) -> np.ndarray:
     """Zero each row's smallest entries that together hold ``quantile`` of its L1 mass (librosa)."""
     mags = np.abs(rows)
@@ -277,13 +299,10 @@ class HybridSpectrogram(nn.Module):
         self.config = config = config or FeatureConfig()
         bands = np.concatenate([gammatone_filterbank(config)[0], mel_filterbank(config)])
         self.n_stft_bins = int(np.flatnonzero(bands.any(axis=0))[-1]) + 1
-        window = stft_window(config)
-        support = np.flatnonzero(window)  # the window's zeros at both ends are skipped
-        self.stft_pad = config.n_fft // 2 - int(support[0])  # reflect padding for centred frames
-        n = np.arange(config.n_fft)[support]
-        phase = 2 * np.pi * np.outer(np.arange(self.n_stft_bins), n) / config.n_fft
-        basis = np.concatenate([np.cos(phase), -np.sin(phase)]) * window[support]
-        self._buffer("stft_basis", basis[:, None, None, :])  # (2K, 1, 1, window support)
+        cos_basis, sin_basis = stft_folded_bases(config, self.n_stft_bins)
+        self.stft_half = len(cos_basis) - 1  # h: the window spans centre - h .. centre + h
+        self._buffer("stft_cos", cos_basis)  # (h + 1, K) even part of the windowed DFT
+        self._buffer("stft_sin", sin_basis)  # (h + 1, K) odd part
         self._buffer("band_weights", bands[:, : self.n_stft_bins])  # (2 n_bins, K): [gt; mel]
         self._buffer("decimator", _block_decimator(decimation_filter(config), DECIMATION_BLOCK))
         self._buffer("cqt_kernels", cqt_kernels(config)[:, None, None, :])  # (2 m, 1, 1, n)
@@ -332,12 +351,17 @@ class HybridSpectrogram(nn.Module):
     def stft_power(self, x: torch.Tensor) -> torch.Tensor:
         """Power (B, K, n_frames) of the K lowest STFT bins: centred, reflect-padded frames.
 
-        One strided convolution applies the windowed cos and sin DFT bases of those bins over
-        the window's support (its zero ends skipped, the reflect padding shortened to match).
+        Each frame is cut around its centre sample c (``unfold``) and folded into its even and
+        odd halves x[c+m] ± x[c−m], m = 0..h, which two matmuls with the folded bases of
+        :func:`stft_folded_bases` turn into the real and imaginary parts.
         """
-        padded = F.pad(x[:, None, :], (self.stft_pad, self.stft_pad), mode="reflect")
-        spectrum = _conv(padded, self.stft_basis, self.config.hop_length)
-        return spectrum[:, : self.n_stft_bins].square() + spectrum[:, self.n_stft_bins :].square()
+        h = self.stft_half
+        padded = F.pad(x[:, None, :], (h, h), mode="reflect")[:, 0]
+        frames = padded.unfold(-1, 2 * h + 1, self.config.hop_length)  # (B, T, 2h + 1)
+        after, before = frames[..., h:], frames[..., : h + 1].flip(-1)  # x[c+m], x[c-m]
+        real = torch.matmul(after + before, self.stft_cos)  # (B, T, K)
+        imag = torch.matmul(after - before, self.stft_sin)
+        return (real.square() + imag.square()).transpose(1, 2)
 
     def decibel_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Unstandardised maps in dB (B, 3, n_bins, n_frames): [CQT, gammatone, mel]."""
@@ -356,7 +380,7 @@ class HybridSpectrogram(nn.Module):
         return standardise(self.decibel_maps(x), self.config.eps)
 
     def _follow_device(self, x: torch.Tensor) -> None:
-        if isinstance(x, torch.Tensor) and x.device != self.stft_basis.device:
+        if isinstance(x, torch.Tensor) and x.device != self.stft_cos.device:
             self.to(x.device)
 
 

@@ -235,9 +235,11 @@ def reproduce(
         run = {"seed": seed, "best_epoch": result.best_epoch,
                "val_score": result.best_metrics.get("val_score"),
                "splits": description["splits"]}
+        figures = None
         for prefix, name in (("", "best.pt"), ("last_", "last.pt")):
-            model, _, _ = load_model(result.run_dir / name, map_location=run_device)
-            figures = evaluate(model, sets["test"], base.eval_batch_size, run_device)
+            if figures is None or result.best_epoch != base.epochs:  # else: the same weights
+                model, _, _ = load_model(result.run_dir / name, map_location=run_device)
+                figures = evaluate(model, sets["test"], base.eval_batch_size, run_device)
             run.update({f"{prefix}test_{k}": figures[k] for k in ("sp", "se", "score", "acc")})
             run[f"{prefix}confusion"] = figures["confusion"]
         run["epochs"] = base.epochs
@@ -265,6 +267,14 @@ def reproduce(
     (out / f"results{suffix}.md").write_text(results_markdown(results))
     results["out"] = str(out)
     return results
+
+
+def read_history(results: dict, seed: int | None = None) -> list[dict]:
+    """The per-epoch log (``train_log.jsonl`` rows) of one seed's run of ``results`` (as
+    :func:`reproduce` returns them); ``seed`` defaults to the first."""
+    seed = results["seeds"][0] if seed is None else seed
+    log = Path(results["out"]) / f"seed_{seed}" / "train_log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def _pm(stat: dict, percent: bool = True) -> str:

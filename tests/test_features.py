@@ -80,6 +80,20 @@ def test_output_shape_and_row_standardisation(module: HybridSpectrogram) -> None
         np.testing.assert_allclose(module(x[1:]), out[1:], atol=1e-4)
 
 
+def test_folded_stft_power_matches_torch_stft(module: HybridSpectrogram) -> None:
+    """The folded DFT gives the power of torch.stft (Hann 1000 in 1024, centred, reflect)."""
+    config = module.config
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((2, config.n_samples)))
+    x = x.float()
+    window = torch.hann_window(config.win_length, periodic=True)
+    expected = torch.stft(x, config.n_fft, config.hop_length, config.win_length, window,
+                          center=True, pad_mode="reflect", return_complex=True).abs().square()
+    got = module.stft_power(x)
+    assert got.shape == (2, module.n_stft_bins, config.n_frames)
+    expected = expected[:, : module.n_stft_bins]
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
 def test_mel_filterbank_is_librosas() -> None:
     import librosa
 
@@ -202,12 +216,12 @@ def test_group_frames_is_a_view_matching_explicit_slices() -> None:
 def test_filterbanks_are_buffers_that_follow_the_module() -> None:
     module = HybridSpectrogram()
     names = {name for name, _ in module.named_buffers()}
-    assert {"stft_basis", "band_weights", "cqt_kernels", "decimator"} <= names
+    assert {"stft_cos", "stft_sin", "band_weights", "cqt_kernels", "decimator"} <= names
     assert not list(module.parameters())
     if torch.cuda.is_available():
         x = torch.randn(1, 176000, device="cuda")
         assert module(x).device.type == "cuda"  # moved to the input's device by forward
-        assert module.stft_basis.device.type == "cuda"
+        assert module.stft_cos.device.type == "cuda"
 
 
 def test_torch_export_captures_the_module(module: HybridSpectrogram) -> None:

@@ -59,6 +59,8 @@ def test_kl_reduction_sums_or_averages_over_the_batch() -> None:
     per_sample = [float(kl_divergence(p[i : i + 1], q[i : i + 1])) for i in range(3)]
     assert float(kl_divergence(p, q)) == pytest.approx(sum(per_sample), rel=1e-5)
     assert float(kl_divergence(p, q, "batchmean")) == pytest.approx(sum(per_sample) / 3, rel=1e-5)
+    per_group = sum(per_sample) / (3 * 45)
+    assert float(kl_divergence(p, q, "mean")) == pytest.approx(per_group, rel=1e-5)
 
 
 def test_clustering_loss_vanishes_at_its_fixed_points_only() -> None:

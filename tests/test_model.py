@@ -212,6 +212,13 @@ def test_cluster_vector_only_sees_its_own_groups() -> None:
     torch.testing.assert_close(r[:, 3], empty.expand(2, -1))
 
 
+def test_fusion_convs_start_as_averages() -> None:
+    fusion = ClusterFusion(ModelConfig.small())
+    for conv, n in ((fusion.group_fusion[0], 45), (fusion.cluster_fusion[0], 4)):
+        torch.testing.assert_close(conv.weight, torch.full_like(conv.weight, 1.0 / n))
+        assert conv.weight.requires_grad and not conv.bias.any()
+
+
 def test_export_logits_only_matches_eager(small: CycleGuardian) -> None:
     model = LogitsOnly(small).eval()
     x = spectrograms(2, seed=3)

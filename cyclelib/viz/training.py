@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from cyclelib.constants import CLASS_NAMES
 from cyclelib.train import LOSS_TERMS
@@ -46,6 +47,7 @@ def plot_history(history: list[dict], selected_epoch: int | None = None) -> plt.
             ax.axvline(selected_epoch, color="tab:red", ls=":", lw=1)
     for ax in axes[-1]:
         ax.set(xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
