@@ -13,7 +13,7 @@ import pytest
 from cyclelib.checkpoint import RunExistsError
 from cyclelib.cli import main
 from cyclelib.icbhi import scan_icbhi
-from cyclelib.reproduce import evaluate_checkpoint, reproduce
+from cyclelib.reproduce import evaluate_checkpoint, read_history, reproduce
 from cyclelib.synthetic import make_synthetic_icbhi
 
 TIMING_KEYS = {"wall_seconds", "out"}
@@ -70,6 +70,13 @@ def test_results_json_and_table(first) -> None:
     assert set(data["splits"]) == {"train", "val", "test"}
     table = open(f"{out}/results.md").read()
     assert "| selected |" in table and "| last epoch |" in table and "official split" in table
+
+
+def test_read_history_gives_one_logged_row_per_epoch(first) -> None:
+    history = read_history(first)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history == read_history(first, seed=0)
+    assert {"loss_ce", "loss_kl_o", "lr", "val_score"} <= set(history[-1])
 
 
 def test_same_seed_same_results(first, tiny, tmp_path) -> None:
