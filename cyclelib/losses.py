@@ -36,8 +36,8 @@ class LossConfig:
 
     ce_weight: float = 1.0  # cross entropy of the normal pass (the task itself)
     kl_weight: float = 1.0  # clustering loss, applied to KL_o + KL_m (original 1.0)
-    contrastive_weight: float = 0.1  # group-mix contrastive loss L_con (original 0.5: it held
-    #   the cross entropy at the class prior in our runs)
+    contrastive_weight: float = 0.1  # group-mix contrastive loss L_con (original 0.5: the
+    #   cross entropy learned much more slowly with it in our runs)
     similarity_weight: float = 0.2  # similarity constraint, applied to Sim_o + Sim_m (original)
     temperature: float = 0.06  # tau of the contrastive logits: sharp, as the original
     kl_reduction: Literal["sum", "batchmean", "mean"] = "mean"  # one group's KL on average

@@ -238,9 +238,9 @@ class ClusterFusion(nn.Module):
 
         A deviation from the original, whose Kaiming fan-out init (fan out 1: weight std √2)
         makes each cluster's row one random signed sum of the 45 positive Softplus embeddings,
-        with the same weights for every channel: it often lands far below zero, where GELU is
-        flat, and then no gradient reaches the encoder. Averages keep every group's
-        contribution alive from the first step.
+        with the same weights for every channel: it can land far below zero, where GELU is flat
+        and passes almost no gradient. Averages keep every group's contribution alive from the
+        first step.
         """
         for conv in (self.group_fusion[0], self.cluster_fusion[0]):
             nn.init.constant_(conv.weight, 1.0 / conv.in_channels)
@@ -337,11 +337,11 @@ def _init_weights(module: nn.Module) -> None:
     """Convolutions as the original (Kaiming normal, fan out, bias 0); linear layers keep
     PyTorch's default.
 
-    The original drew every linear weight from a truncated N(0, 0.01²): through the chain of
-    narrow linear layers (embedding, z, fusion, classifier) that shrinks the signal and its
-    gradient by about 10x per layer, and the small network then sat at the class prior for its
-    whole quick schedule (notebook 04 shows the measurement). The two 1-D fusion convs start as
-    averages (:meth:`ClusterFusion.reset_parameters`).
+    The original drew every linear weight from a truncated N(0, 0.01²). Measured on the
+    synthetic set (small config, cross entropy only, 20 epochs): with it the loss stayed at the
+    class prior for 10 epochs and the test Score reached 0.71; with PyTorch's default init for
+    every layer, 0.87 (README, "Where we depart from the original"). The two 1-D fusion convs
+    start as averages (:meth:`ClusterFusion.reset_parameters`).
     """
     if isinstance(module, nn.Conv2d):
         nn.init.kaiming_normal_(module.weight, mode="fan_out")
