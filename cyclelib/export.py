@@ -91,9 +91,11 @@ class MobileRewrites(TorchFunctionMode):
     Same arithmetic, other kernels (single-thread times of ExecuTorch 1.5.1 on x86):
 
     - a *framing* convolution, C kernels of k taps slid over one signal (B, 1, L) at a hop of at
-      least FRAMING_STRIDE without padding (the STFT: 352 kernels of 999 taps, hop 256; as
-      conv1d or as a one-row conv2d), becomes unfold + one (frames x k) @ (k x C) matmul:
-      XNNPACK runs the convolution over a k x 1 window of one channel, 2-3x slower;
+      least FRAMING_STRIDE without padding (as conv1d or as a one-row conv2d), becomes unfold +
+      one (frames x k) @ (k x C) matmul: XNNPACK runs the convolution over a k x 1 window of one
+      channel, 2-3x slower. Since the STFT is computed by unfold + matmul in the front end
+      itself, the only such calls are the CQT's polyphase decimation steps (32 kernels of 95
+      taps, hop 64, once per lower octave);
     - a reflect padding of the last axis becomes a concatenation with two flipped slices: its
       decomposition into index arithmetic takes ~2 ms on a cycle, the concatenation ~0.2 ms.
 
