@@ -11,8 +11,11 @@ memory peaks do not mix:
 
 CPU runs use 2 threads; CUDA runs too when a GPU is present. Targets (issue 4): the faithful
 training step at most 64 ms per sample and peak memory under 2 GB at batch 32 on CPU.
+Importing cyclelib turns on PyTorch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, see
+``cyclelib/__init__.py``); run with ``THP_MEM_ALLOC_ENABLE=0`` to measure without it.
 
-    python benchmarks/bench_model.py [--repeats 3] [--configs faithful small] [--batches 8 32]
+    python benchmarks/bench_model.py [--repeats 5] [--configs faithful small] [--batches 8 32]
+        [--devices cpu cuda]
 
 Prints a table, then one JSON object as the last line.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -97,6 +101,7 @@ def measure(config_name: str, batch: int, device_name: str, repeats: int) -> dic
         "train_ms_per_sample": train_s / batch * 1e3,
         "train_samples_per_s": batch / train_s,
         "peak_mb": peak_mb,
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),  # set by importing cyclelib
     }
 
 
@@ -112,7 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["faithful", "small"])
     parser.add_argument("--batches", nargs="+", type=int, default=[8, 32])
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls after a warm-up")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed calls after a warm-up (median)")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None,
+                        help="default: cpu, and cuda when a GPU is visible")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -120,7 +128,7 @@ def main() -> None:
         print(json.dumps(measure(config, int(batch), device, int(repeats))))
         return
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = [
         _in_subprocess(config, batch, device, args.repeats)
         for device in devices
@@ -163,6 +171,7 @@ def main() -> None:
             f"{'met' if targets['train_target_met'] else 'NOT met'}), peak {peak:.0f} MB "
             f"(< {TARGET_PEAK_MB:.0f}: {'met' if targets['peak_target_met'] else 'NOT met'})"
         )
+    print(f"huge-page allocation (THP_MEM_ALLOC_ENABLE): {rows[0]['thp_mem_alloc']}")
     print(json.dumps({"benchmark": "model", "threads": THREADS, "results": rows, **targets}))
 
 

@@ -9,12 +9,14 @@ validation patients in practice). CPU runs use 2 threads; CUDA cases are added w
 visible. Prints a table, then one JSON object as the last line.
 
     python benchmarks/bench_train.py [--steps 2] [--cases small-cached faithful-cached ...]
+        [--devices cpu cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -62,6 +64,7 @@ def run_case(case: str, device: str, steps: int, batch: int | None) -> dict:
         "epoch_seconds": seconds, "samples_per_s": n / seconds,
         "icbhi_epoch_s": ICBHI_TRAIN_CYCLES * seconds / n, "peak_mb": peak / 2**20,
         "params": sum(p.numel() for p in CycleGuardian(model_factory()).parameters()),
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),  # set by importing cyclelib
     }
 
 
@@ -71,6 +74,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--batch", type=int, default=None,
                         help="override the recipe's batch (faithful uses 128: ~10 GB on a CPU)")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None,
+                        help="default: cpu, and cuda when a GPU is visible")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -78,7 +83,7 @@ def main() -> None:
         return
     import torch
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
         for case in args.cases:

@@ -6,6 +6,14 @@ One module per concept, following ``DESIGN.md`` §1:
     ─► train (§6–7) ─► export (§8); metrics (§7), synthetic (teaching set), viz, cli.
 """
 
+import os
+
+# Huge-page-backed CPU tensors (PyTorch's allocator option, read once at the first CPU
+# allocation of the process). A faithful training step at batch 32 allocates and frees about
+# 2 GB; with 4 KB pages about a quarter of the step went to page faults on our 2-core machine
+# (README, "Speed on a CPU"). No effect on the numbers; set THP_MEM_ALLOC_ENABLE=0 to opt out.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 from cyclelib.constants import CLASS_NAMES, CYCLE_SAMPLES, CYCLE_SECONDS, SAMPLE_RATE
 
 __version__ = "0.1.0"

@@ -24,11 +24,11 @@ The original also built an autoencoder decoder and a gate module that no loss or
 and called ``.cuda()`` inside ``forward``: both are left out here; the module follows the device
 of its input.
 
-Memory: a training batch of B cycles is a batch of B·45 groups for the encoder, whose stored
-activations dominate (faithful, B = 32: about 1 GB). The faithful config therefore recomputes the
-full-resolution stem in backward (``ModelConfig.recompute_stem``) and pads circularly by
-concatenation (:class:`CircularPad`); both leave every number unchanged. Throughput and peak
-memory: ``benchmarks/bench_model.py``.
+Memory and speed: a training batch of B cycles is a batch of B·45 groups for the encoder, whose
+stored activations dominate (faithful, B = 32: about 1 GB). The faithful config therefore
+recomputes the full-resolution stem in backward (``ModelConfig.recompute_stem``), and the circular
+padding has a hand-written backward pass (:mod:`cyclelib.layers`). Neither changes what the
+network computes. Throughput and peak memory: ``benchmarks/bench_model.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
 from cyclelib.features import group_frames
+from cyclelib.layers import CircularPad
 
 
 @dataclass(frozen=True)
@@ -107,20 +108,6 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Mo
 
 def _conv_out(n: int, kernel: int = 3, stride: int = 2, pad: int = 0) -> int:
     return (n + 2 * pad - kernel) // stride + 1
-
-
-class CircularPad(nn.Module):
-    """Wrap-around padding by one row and column: (N, C, H, W) -> (N, C, H + 2, W + 2).
-
-    The same values as ``nn.Conv2d(..., padding=1, padding_mode="circular")`` (the original's
-    last conv), built by concatenation: its backward needs about a third of the memory of
-    ``F.pad(mode="circular")``'s.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, H + 2, W + 2)."""
-        x = torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)
-        return torch.cat([x[..., -1:, :], x, x[..., :1, :]], dim=-2)
 
 
 class GroupEncoder(nn.Module):

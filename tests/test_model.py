@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cyclelib.layers import CircularPad
 from cyclelib.losses import CycleGuardianObjective
 from cyclelib.model import (
-    CircularPad,
     ClusterFusion,
     CycleGuardian,
     DeepClustering,
@@ -100,6 +103,18 @@ def test_circular_pad_matches_torch_circular_padding() -> None:
     torch.testing.assert_close(padded[:, :, 0, 1:-1], x[:, :, -1])  # wraps rows and columns
     torch.testing.assert_close(padded[:, :, 1:-1, -1], x[:, :, :, 0])
     torch.testing.assert_close(F.conv2d(padded, conv.weight, conv.bias, stride=2), conv(x))
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_circular_pad_backward_matches_autograd_through_torch_padding(layout) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    grad_out = torch.randn(2, 3, 7, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    (ours,) = torch.autograd.grad(CircularPad()(x), x, grad_out)
+    (reference,) = torch.autograd.grad(F.pad(x, (1, 1, 1, 1), mode="circular"), x, grad_out)
+    torch.testing.assert_close(ours, reference)  # corners collect three wrapped copies
+    assert ours.is_contiguous(memory_format=layout)  # channels-last in, channels-last out
 
 
 def test_recomputed_stem_gives_the_same_step() -> None:
@@ -244,3 +259,15 @@ def test_runs_on_cuda() -> None:
     model = CycleGuardian(ModelConfig.small()).cuda()
     out = model(spectrograms(2).cuda())
     assert out.logits.device.type == "cuda" and math.isfinite(float(out.logits.sum()))
+
+
+@pytest.mark.parametrize(("user_setting", "expected"), [(None, "1"), ("0", "0")])
+def test_importing_cyclelib_turns_on_huge_page_tensors_unless_the_user_said_no(
+    user_setting, expected
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if user_setting is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = user_setting
+    code = "import os, cyclelib; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == expected, done.stderr
