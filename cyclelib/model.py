@@ -28,7 +28,8 @@ Memory and speed: a training batch of B cycles is a batch of B·45 groups for th
 stored activations dominate (faithful, B = 32: about 1 GB). The faithful config therefore
 recomputes the full-resolution stem in backward (``ModelConfig.recompute_stem``), and the circular
 padding has a hand-written backward pass (:mod:`cyclelib.layers`). Neither changes what the
-network computes. Throughput and peak memory: ``benchmarks/bench_model.py``.
+network computes (the padding's gradient sums the same terms in another order: rounding-level
+differences). Throughput and peak memory: ``benchmarks/bench_model.py``.
 """
 
 from __future__ import annotations
