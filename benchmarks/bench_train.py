@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="batches per timed epoch")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--batch", type=int, default=None,
-                        help="override the recipe's batch (faithful uses 128: ~10 GB on a CPU)")
+                        help="override the recipe's batch (faithful uses 128: 4.7 GB peak on CPU)")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None,
                         help="default: cpu, and cuda when a GPU is visible")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "DEVICE"), help=argparse.SUPPRESS)
