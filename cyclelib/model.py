@@ -27,9 +27,10 @@ of its input.
 Memory and speed: a training batch of B cycles is a batch of B·45 groups for the encoder, whose
 stored activations dominate (faithful, B = 32: about 1 GB). The faithful config therefore
 recomputes the full-resolution stem in backward (``ModelConfig.recompute_stem``), and the circular
-padding has a hand-written backward pass (:mod:`cyclelib.layers`). Neither changes what the
-network computes (the padding's gradient sums the same terms in another order: rounding-level
-differences). Throughput and peak memory: ``benchmarks/bench_model.py``.
+padding and the last conv's weight gradient are written by hand for training
+(:mod:`cyclelib.layers`). None of these changes what the network computes (the hand-written
+gradients sum the same terms in another order: rounding-level differences). Throughput and peak
+memory: ``benchmarks/bench_model.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
 from cyclelib.features import group_frames
-from cyclelib.layers import CircularPad
+from cyclelib.layers import CircularPad, TapGradConv2d
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class ModelConfig:
     alpha: float = 1.0  # Student-t degrees of freedom of the soft assignment (DEC uses 1)
     recompute_stem: bool = True  # training: recompute the full-resolution first convs in
     # backward instead of storing them (same numbers; faithful: -0.3 GB at batch 32, ~+3% time)
+    tap_grad_last_conv: bool = True  # training: last conv's weight gradient as 9 matrix
+    # products (cyclelib.layers.TapGradConv2d; same values; faster for wide convs only)
 
     @property
     def n_groups(self) -> int:
@@ -85,7 +88,13 @@ class ModelConfig:
         156,399 parameters and 0.041 GFLOP per cycle (45x fewer FLOPs than faithful): trains on
         the synthetic teaching set in minutes on a 2-core CPU.
         """
-        return cls(channels=(4, 8, 8, 16, 32), dense_dim=128, embed_dim=128, recompute_stem=False)
+        return cls(
+            channels=(4, 8, 8, 16, 32),
+            dense_dim=128,
+            embed_dim=128,
+            recompute_stem=False,
+            tap_grad_last_conv=False,
+        )
 
 
 class CycleGuardianOutput(NamedTuple):
@@ -99,9 +108,11 @@ class CycleGuardianOutput(NamedTuple):
     r: torch.Tensor  # (B, K, cluster_dim) cluster vectors r_k
 
 
-def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
+def _conv_bn_relu(
+    c_in: int, c_out: int, kernel: int, stride: int, conv: type[nn.Conv2d] = nn.Conv2d
+) -> list[nn.Module]:
     return [
-        nn.Conv2d(c_in, c_out, kernel, stride=stride),
+        conv(c_in, c_out, kernel, stride=stride),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
@@ -127,7 +138,7 @@ class GroupEncoder(nn.Module):
             *_conv_bn_relu(c2, c3, 1, 1),
             *_conv_bn_relu(c3, c4, 3, 2),
             CircularPad(),
-            *_conv_bn_relu(c4, c5, 3, 2),
+            *_conv_bn_relu(c4, c5, 3, 2, TapGradConv2d if config.tap_grad_last_conv else nn.Conv2d),
         )
         height = _conv_out(_conv_out(_conv_out(config.n_bins)), pad=1)
         width = _conv_out(_conv_out(_conv_out(config.group_size)), pad=1)

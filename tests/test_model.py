@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cyclelib.layers import CircularPad
+from cyclelib.layers import CircularPad, TapGradConv2d
 from cyclelib.losses import CycleGuardianObjective
 from cyclelib.model import (
     ClusterFusion,
@@ -114,6 +114,48 @@ def test_circular_pad_backward_matches_autograd_through_torch_padding(layout) ->
     (reference,) = torch.autograd.grad(F.pad(x, (1, 1, 1, 1), mode="circular"), x, grad_out)
     torch.testing.assert_close(ours, reference)  # corners collect three wrapped copies
     assert ours.is_contiguous(memory_format=layout)  # channels-last in, channels-last out
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("bias", [True, False])
+def test_tap_grad_conv_matches_autograd_through_conv2d(layout, bias: bool) -> None:
+    torch.manual_seed(0)
+    reference = nn.Conv2d(6, 10, 3, stride=2, bias=bias).double()
+    ours = TapGradConv2d(6, 10, 3, stride=2, bias=bias).double()
+    ours.load_state_dict(reference.state_dict())  # same parameter names: checkpoints load
+    x = torch.randn(3, 6, 22, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    grad_out = torch.randn(3, 10, 10, 2, dtype=torch.float64)
+    out = ours(x)
+    assert out.grad_fn is not None and "TapGradConv" in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, reference(x))
+    expected = torch.autograd.grad(reference(x), [x, *reference.parameters()], grad_out)
+    got = torch.autograd.grad(out, [x, *ours.parameters()], grad_out)
+    for name, a, b in zip(["input", "weight", "bias"], got, expected, strict=False):
+        torch.testing.assert_close(a, b, msg=name)
+    assert got[1].shape == (10, 6, 3, 3)
+
+
+def test_tap_grad_conv_rejects_padding() -> None:
+    with pytest.raises(ValueError, match="padding=0"):
+        TapGradConv2d(4, 8, 3, padding=1)
+
+
+def test_tap_grad_last_conv_gives_the_same_step() -> None:
+    x = spectrograms(2, seed=3)
+    labels = torch.arange(2)
+    grads = []
+    for tap in (False, True):
+        torch.manual_seed(0)
+        config = dataclasses.replace(ModelConfig.small(), tap_grad_last_conv=tap)
+        objective = CycleGuardianObjective(CycleGuardian(config)).double()
+        assert isinstance(objective.model.encoder.convs[13], TapGradConv2d) == tap
+        terms, _ = objective(x.double(), labels, torch.Generator().manual_seed(0))
+        terms["total"].backward()
+        grads.append({n: p.grad for n, p in objective.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
 
 
 def test_recomputed_stem_gives_the_same_step() -> None:
