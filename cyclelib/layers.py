@@ -81,28 +81,42 @@ class _TapGradConv(torch.autograd.Function):
         """grad (N, O, Ho, Wo) -> grads of x (N, C, H, W), weight (O, C, kh, kw), bias (O,).
 
         Weight gradient of tap (i, j): grad as an (N·Ho·Wo, O) matrix, transposed, times the
-        (N·Ho·Wo, C) inputs the tap saw. Channels-last, both are plain reshapes of strided views
-        and each product is a single large matrix product; the input gradient stays oneDNN's.
+        (N·Ho·Wo, C) inputs the tap saw (channels-last, a view of grad and a copy of the strided
+        taps), one large matrix product each; the input gradient stays oneDNN's.
         """
         x, weight = ctx.saved_tensors
-        (sh, sw), (ho, wo) = ctx.stride, grad.shape[-2:]
-        c_out, c_in, kh, kw = weight.shape
-        g = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # (N·Ho·Wo, O)
-        x_nhwc = x.permute(0, 2, 3, 1)  # (N, H, W, C)
-        grad_w = weight.new_empty(kh, kw, c_out, c_in)
-        for i in range(kh):
-            for j in range(kw):
-                tap = x_nhwc[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
-                torch.mm(g.t(), tap.reshape(-1, c_in), out=grad_w[i, j])
-        grad_x = None
+        g = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])  # (N·Ho·Wo, O)
+        grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
                 grad, x, weight, bias_sizes=None, stride=ctx.stride, padding=(0, 0),
                 dilation=(1, 1), transposed=False, output_padding=(0, 0), groups=1,
                 output_mask=(True, False, False),
             )[0]  # fmt: skip
-        grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w.permute(2, 3, 0, 1), grad_b, None
+        if ctx.needs_input_grad[1]:
+            grad_w = _weight_grad_by_taps(x, g, weight.shape, ctx.stride, grad.shape[-2:])
+        if ctx.needs_input_grad[2]:
+            grad_b = g.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+def _weight_grad_by_taps(
+    x: torch.Tensor,
+    g: torch.Tensor,
+    weight_shape: torch.Size,
+    stride: tuple[int, int],
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """x (N, C, H, W) and g (N·Ho·Wo, O) -> the weight gradient (O, C, kh, kw), tap by tap."""
+    c_out, c_in, kh, kw = weight_shape
+    (sh, sw), (ho, wo) = stride, out_size
+    x_nhwc = x.permute(0, 2, 3, 1)  # (N, H, W, C)
+    grad_w = x.new_empty(kh, kw, c_out, c_in)
+    for i in range(kh):
+        for j in range(kw):
+            tap = x_nhwc[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+            torch.mm(g.t(), tap.reshape(-1, c_in), out=grad_w[i, j])
+    return grad_w.permute(2, 3, 0, 1)
 
 
 class TapGradConv2d(nn.Conv2d):
@@ -125,6 +139,6 @@ class TapGradConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, O, (H - kh) // sh + 1, (W - kw) // sw + 1)."""
-        if torch.is_grad_enabled() and self.weight.requires_grad and x.device.type == "cpu":
+        if self.training and torch.is_grad_enabled() and x.device.type == "cpu":
             return _TapGradConv.apply(x, self.weight, self.bias, self.stride)
         return super().forward(x)  # evaluation, export, and GPUs (cuDNN's kernels are fast)

@@ -136,6 +136,21 @@ def test_tap_grad_conv_matches_autograd_through_conv2d(layout, bias: bool) -> No
     assert got[1].shape == (10, 6, 3, 3)
 
 
+def test_tap_grad_conv_is_plain_conv_in_eval_and_honours_frozen_weights() -> None:
+    torch.manual_seed(0)
+    conv = TapGradConv2d(4, 8, 3, stride=2).double()
+    x = torch.randn(2, 4, 9, 7, dtype=torch.float64, requires_grad=True)
+    conv.eval()  # evaluation and export trace the plain convolution
+    assert "TapGradConv" not in type(conv(x).grad_fn).__name__
+    conv.train()
+    conv.weight.requires_grad_(False)
+    out = conv(x)
+    (grad_x,) = torch.autograd.grad(out.sum(), x)
+    (expected,) = torch.autograd.grad(F.conv2d(x, conv.weight, conv.bias, stride=2).sum(), x)
+    torch.testing.assert_close(grad_x, expected)
+    assert conv.weight.grad is None
+
+
 def test_tap_grad_conv_rejects_padding() -> None:
     with pytest.raises(ValueError, match="padding=0"):
         TapGradConv2d(4, 8, 3, padding=1)
