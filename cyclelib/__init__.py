@@ -10,8 +10,8 @@ import os
 
 # Huge-page-backed CPU tensors (PyTorch's allocator option, read once at the first CPU
 # allocation of the process): a CPU training step allocates its activations afresh, and with
-# 4 KB pages a faithful step spent 82 ms per cycle instead of 65-68 on our 2-core machine
-# (README, "Speed on a CPU"). No effect on the numbers; set THP_MEM_ALLOC_ENABLE=0 to opt out.
+# 4 KB pages a faithful step is about a fifth slower on our 2-core machine (figures: README,
+# "Speed on a CPU"). No effect on the numbers; set THP_MEM_ALLOC_ENABLE=0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from cyclelib.constants import CLASS_NAMES, CYCLE_SAMPLES, CYCLE_SECONDS, SAMPLE_RATE

@@ -70,7 +70,11 @@ class _TapGradConv(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: tuple[int, int]
+        ctx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: tuple[int, int],
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.stride = stride
