@@ -13,7 +13,8 @@ n_fft 1024, reflect padding). Only the STFT bins below the top of the highest ba
 with a DFT basis folded about the window's centre (half the size of a plain one).
 Everything is real arithmetic on precomputed buffers (conv1d and matmul, no complex tensors, no
 ``torch.stft``, no data-dependent control flow), so ``torch.export`` captures the module and
-ExecuTorch lowers it (DESIGN §8). Each frequency row is then standardised over time.
+ExecuTorch lowers it (DESIGN §8). Each frequency row is then standardised over time. The filters
+themselves are designed in :mod:`cyclelib.filterbanks`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from cyclelib.constants import CYCLE_SAMPLES, SAMPLE_RATE
+from cyclelib.filterbanks import (
+    block_decimator,
+    cqt_frequencies,
+    cqt_kernels,
+    cqt_q_factor,
+    decimation_filter,
+    gammatone_filterbank,
+    lowest_fmax,
+    mel_filterbank,
+    stft_folded_bases,
+)
 
 DECIMATION_BLOCK = 32  # outputs per step of the polyphase decimation conv (speed only)
 
@@ -53,21 +65,32 @@ class FeatureConfig:
     group_stride: int = 15  # hop between groups: 45 groups, the last 8 frames unused
 
     def __post_init__(self) -> None:
+        """Refuse a combination the front end cannot honour, naming the valid range."""
         octave_factor = 2 ** (self.n_octaves - 1)
-        if self.hop_length % octave_factor:
+        if self.hop_length <= 0 or self.hop_length % octave_factor:
             raise ValueError(
-                f"hop_length={self.hop_length} must be divisible by {octave_factor} so it can "
-                f"be halved for each of the {self.n_octaves} CQT octaves"
+                f"hop_length={self.hop_length} must be a positive multiple of {octave_factor} "
+                f"(e.g. {octave_factor}, {2 * octave_factor}, {4 * octave_factor}), so it can "
+                f"be halved for each of the {self.n_octaves} CQT octaves of n_bins={self.n_bins}"
             )
-        if not 0 < self.fmin < self.fmax <= self.sample_rate / 2:
-            raise ValueError(f"need 0 < fmin < fmax <= sample_rate/2, got {self.fmin}, {self.fmax}")
+        nyquist = self.sample_rate / 2
+        if not 0 < self.fmin < self.fmax <= nyquist:
+            raise ValueError(f"need 0 < fmin < fmax <= sample_rate/2 = {nyquist:.0f} Hz, "
+                             f"got fmin={self.fmin}, fmax={self.fmax}")
+        lowest = lowest_fmax(self)
+        if self.fmax < lowest:
+            raise ValueError(
+                f"fmax={self.fmax:.0f} Hz packs {self.n_bins} mel bands so tightly that the "
+                f"lowest fall between the {self.sample_rate / self.n_fft:.1f} Hz STFT bins and "
+                f"stay empty: valid fmax for n_bins={self.n_bins} is {math.ceil(lowest)} to "
+                f"{nyquist:.0f} Hz")
         if not 0 < self.win_length <= self.n_fft:
             raise ValueError(f"win_length={self.win_length} must be in 1..n_fft={self.n_fft}")
         # the top CQT kernel's upper band edge: half a Hann window's bandwidth above it (librosa)
         top = cqt_frequencies(self)[-1] * (1 + 0.75 / cqt_q_factor(self))
-        if top >= self.sample_rate / 2:
+        if top >= nyquist:
             raise ValueError(f"the top CQT bin reaches {top:.0f} Hz, above the Nyquist frequency "
-                             f"{self.sample_rate / 2:.0f} Hz: use fewer bins or a lower fmin")
+                             f"{nyquist:.0f} Hz: use fewer bins or a lower fmin")
         if self.n_frames < self.group_size:
             raise ValueError(f"{self.n_frames} frames cannot hold a group of {self.group_size}")
 
@@ -85,175 +108,6 @@ class FeatureConfig:
     def n_groups(self) -> int:
         """Groups of ``group_size`` frames at ``group_stride`` (45)."""
         return 1 + (self.n_frames - self.group_size) // self.group_stride
-
-
-def erb(freq: np.ndarray | float) -> np.ndarray:
-    """Equivalent rectangular bandwidth in Hz (Glasberg & Moore 1990): 24.7 (4.37 f/1000 + 1)."""
-    return 24.7 * (4.37 * np.asarray(freq, dtype=np.float64) / 1000.0 + 1.0)
-
-
-def erb_space(fmin: float, fmax: float, n: int) -> np.ndarray:
-    """``n`` centre frequencies equally spaced on the ERB-rate scale from fmin to fmax (Hz)."""
-    rate = np.linspace(*(21.4 * np.log10(1.0 + 0.00437 * np.array([fmin, fmax]))), n)
-    return (10.0 ** (rate / 21.4) - 1.0) / 0.00437
-
-
-def fft_frequencies(config: FeatureConfig) -> np.ndarray:
-    """Centre frequency in Hz of each of the n_fft // 2 + 1 STFT bins."""
-    return np.arange(config.n_fft // 2 + 1) * config.sample_rate / config.n_fft
-
-
-def _hann(n: int) -> np.ndarray:
-    """Periodic Hann window of n samples (``scipy.signal.get_window("hann", n)``)."""
-    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
-
-
-def cqt_frequencies(config: FeatureConfig) -> np.ndarray:
-    """Centre frequencies of the n_bins CQT bins: fmin * 2 ** (k / bins_per_octave)."""
-    return config.fmin * 2.0 ** (np.arange(config.n_bins) / config.bins_per_octave)
-
-
-def gammatone_filterbank(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Gammatone weights (n_bins, n_fft // 2 + 1) over the STFT bins, and their centres (Hz).
-
-    Band j is the power response |H(f)|^2 = (1 + ((f - f_j) / b_j)^2)^-4 of a 4th-order gammatone
-    filter with b_j = 1.019 ERB(f_j), the centres f_j evenly spaced on the ERB scale (the weights
-    multiply a power spectrum, hence the squared magnitude). Weights below ``gammatone_floor`` of
-    the peak are zero, which bounds the highest STFT bin the module computes. Each band is then
-    scaled for unit gain at its centre: a pure tone at f_j puts its whole power (spread by the
-    STFT window over a few bins) into band j. Unscaled, the low bands, narrower than one 21.5 Hz
-    bin, would weigh a tone by where it falls between bins, and it could peak in a neighbour.
-    """
-    centres = erb_space(config.fmin, config.fmax, config.n_bins)
-    offset = (fft_frequencies(config)[None, :] - centres[:, None]) / (1.019 * erb(centres)[:, None])
-    weights = (1.0 + offset**2) ** -4
-    weights[weights < config.gammatone_floor] = 0.0
-    times = np.arange(config.n_fft) / config.sample_rate
-    tones = stft_window(config) * np.exp(2j * np.pi * centres[:, None] * times)
-    tone_power = np.abs(np.fft.fft(tones, axis=1)[:, : config.n_fft // 2 + 1]) ** 2
-    gains = tone_power.sum(axis=1) / (weights * tone_power).sum(axis=1)
-    return weights * gains[:, None], centres
-
-
-def mel_edges(config: FeatureConfig) -> np.ndarray:
-    """n_bins + 2 frequencies (Hz) equally spaced on the HTK mel scale from fmin to fmax: the
-    mel bands' edges; band j peaks at edge j + 1."""
-    mel = 2595.0 * np.log10(1.0 + np.array([config.fmin, config.fmax]) / 700.0)
-    return 700.0 * (10.0 ** (np.linspace(*mel, config.n_bins + 2) / 2595.0) - 1.0)
-
-
-def mel_filterbank(config: FeatureConfig) -> np.ndarray:
-    """HTK mel filterbank without norm (n_bins, n_fft // 2 + 1), as ``librosa.filters.mel``.
-
-    Triangles between n_bins + 2 points equally spaced on mel = 2595 log10(1 + f / 700) from
-    fmin to fmax, each peaking at 1.
-    """
-    edges = mel_edges(config)
-    ramps = edges[:, None] - fft_frequencies(config)[None, :]
-    widths = np.diff(edges)[:, None]
-    rising, falling = -ramps[:-2] / widths[:-1], ramps[2:] / widths[1:]
-    return np.maximum(0.0, np.minimum(rising, falling))
-
-
-def stft_window(config: FeatureConfig) -> np.ndarray:
-    """The periodic Hann window of win_length, centred in n_fft with zeros (as librosa pads it)."""
-    window = np.zeros(config.n_fft)
-    start = (config.n_fft - config.win_length) // 2
-    window[start : start + config.win_length] = _hann(config.win_length)
-    return window
-
-
-def stft_folded_bases(config: FeatureConfig, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """The windowed DFT of the ``n_bins`` lowest bins, folded: (h + 1, n_bins) twice.
-
-    The window is symmetric about c = n_fft // 2 and zero beyond c ± h (h = 499 for a Hann of
-    1000). With the phase measured from c, the power of bin k is |Σ_m w[c+m] x[c+m] e^(−2πikm/N)|²
-    (a phase shift leaves it unchanged); the cosine part is even in m and the sine part odd, so
-    row m of the bases weights x[c+m] + x[c−m] and x[c+m] − x[c−m]: half the multiplies and
-    half the stored numbers of a plain DFT basis (row 0 is halved: c itself is counted twice).
-    """
-    window = stft_window(config)
-    centre = config.n_fft // 2
-    h = int(np.flatnonzero(window)[-1]) - centre
-    m = np.arange(h + 1)
-    if np.flatnonzero(window)[0] != centre - h or not np.allclose(window[centre + m],
-                                                                   window[centre - m]):
-        raise ValueError("the STFT window must be symmetric about n_fft // 2")
-    phase = 2 * np.pi * np.outer(m, np.arange(n_bins)) / config.n_fft  # (h + 1, K)
-    weight = window[centre + m][:, None] * np.where(m == 0, 0.5, 1.0)[:, None]
-    return np.cos(phase) * weight, np.sin(phase) * weight
-
-
-def _sparsify_rows(rows: np.ndarray, quantile: float = 0.01) -> np.ndarray:
-    """Zero each row's smallest entries that together hold ``quantile`` of its L1 mass (librosa)."""
-    mags = np.abs(rows)
-    ordered = np.sort(mags, axis=1)
-    cumulative = np.cumsum(ordered / mags.sum(axis=1, keepdims=True), axis=1)
-    threshold = ordered[np.arange(len(rows)), np.argmin(cumulative < quantile, axis=1)]
-    return np.where(mags >= threshold[:, None], rows, 0.0)
-
-
-def cqt_q_factor(config: FeatureConfig) -> float:
-    """librosa's Q = filter_scale / alpha, alpha = (2^(2/b) - 1) / (2^(2/b) + 1) for b bins per
-    octave: 17.3 for b = 12 (older librosa used 1 / (2^(1/b) - 1) = 16.8)."""
-    ratio = 2.0 ** (2 / config.bins_per_octave)
-    return config.filter_scale * (ratio + 1) / (ratio - 1)
-
-
-def cqt_lengths(config: FeatureConfig) -> np.ndarray:
-    """Window length in samples at the full rate of each CQT bin: Q sr / f."""
-    return cqt_q_factor(config) * config.sample_rate / cqt_frequencies(config)
-
-
-def cqt_kernels(config: FeatureConfig) -> np.ndarray:
-    """The top octave's CQT kernels as real rows [real parts; imag parts]: (2 m, n) float64.
-
-    As in ``librosa.cqt``: kernel k is a Hann-windowed phasor of length l_k (:func:`cqt_lengths`),
-    L1-normalised and centred in n = the next power of two. librosa multiplies the rectangular
-    rfft of each n-sample frame by the kernels' FFT (times l_k / n, positive frequencies only,
-    the entries holding the smallest 1% of each row's mass dropped); that is a dot product of the
-    frame with the inverse transform built here, so a strided conv1d gives the same numbers,
-    scaled by 1 / sqrt(l_k) (librosa's ``scale=True``).
-
-    Every lower octave, at half the rate of the one above, has the same kernels in samples: only
-    its gain differs, x2 in power per octave (librosa's sqrt(2) per resampling for the signal and
-    for the basis, against our unit-gain decimation).
-    """
-    m = min(config.bins_per_octave, config.n_bins)
-    freqs, lengths = cqt_frequencies(config)[-m:], cqt_lengths(config)[-m:]
-    n_fft = int(2 ** np.ceil(np.log2(lengths.max())))
-    kernels = np.zeros((m, n_fft), dtype=np.complex128)
-    for row, (length, freq) in enumerate(zip(lengths, freqs, strict=True)):
-        times = np.arange(-length // 2, length // 2)
-        kernel = np.exp(2j * np.pi * freq * times / config.sample_rate) * _hann(len(times))
-        start = (n_fft - len(times)) // 2
-        kernels[row, start : start + len(times)] = kernel / np.abs(kernel).sum()
-    basis = np.fft.fft(kernels * lengths[:, None] / n_fft, axis=1)[:, : n_fft // 2 + 1]
-    basis = _sparsify_rows(basis)
-    # sum_k basis[k] rfft(frame)[k] = sum_t frame[t] kernel[t], with kernel = basis @ phase:
-    phase = np.exp(-2j * np.pi * np.outer(np.arange(n_fft // 2 + 1), np.arange(n_fft)) / n_fft)
-    kernels = (basis @ phase) / np.sqrt(lengths)[:, None]
-    return np.concatenate([kernels.real, kernels.imag])
-
-
-def decimation_filter(config: FeatureConfig) -> np.ndarray:
-    """Zero-phase low-pass FIR for 2x decimation (Kaiser-windowed sinc, cutoff 0.225 sr, unit DC
-    gain, as ``scipy.signal.firwin``): flat within 1e-4 to 0.1 sr, -88 dB beyond 0.35 sr."""
-    offsets = np.arange(config.decimation_taps) - (config.decimation_taps - 1) / 2
-    taps = np.sinc(2 * 0.225 * offsets) * np.kaiser(config.decimation_taps, 8.6)
-    return taps / taps.sum()
-
-
-def _block_decimator(taps: np.ndarray, block: int) -> np.ndarray:
-    """Polyphase form of filter-and-keep-every-second-sample: (block, 1, 1, 2 block + taps - 2).
-
-    Row p holds the filter shifted by 2p, so a conv1d with stride 2 block yields ``block``
-    consecutive outputs per step: one efficient multi-channel conv instead of a 1-channel one.
-    """
-    rows = np.zeros((block, 2 * block + len(taps) - 2))
-    for p in range(block):
-        rows[p, 2 * p : 2 * p + len(taps)] = taps
-    return rows[:, None, None, :]
 
 
 def validate_waveforms(
@@ -304,7 +158,7 @@ class HybridSpectrogram(nn.Module):
         self._buffer("stft_cos", cos_basis)  # (h + 1, K) even part of the windowed DFT
         self._buffer("stft_sin", sin_basis)  # (h + 1, K) odd part
         self._buffer("band_weights", bands[:, : self.n_stft_bins])  # (2 n_bins, K): [gt; mel]
-        self._buffer("decimator", _block_decimator(decimation_filter(config), DECIMATION_BLOCK))
+        self._buffer("decimator", block_decimator(decimation_filter(config), DECIMATION_BLOCK))
         self._buffer("cqt_kernels", cqt_kernels(config)[:, None, None, :])  # (2 m, 1, 1, n)
         # Rows of the stacked power (B, 3 n_bins, T): the CQT octaves need a gain 2^octave
         # (lowest octave first, see cqt_kernels), folded into the dB conversion:
@@ -330,11 +184,13 @@ class HybridSpectrogram(nn.Module):
         octave may hold more rows than the n_bins left for it.
         """
         hop, signal, octaves = self.config.hop_length, x[:, None, :], []
+        n_frames = self.config.n_frames
         pad, m = self.cqt_kernels.shape[-1] // 2, self.cqt_kernels.shape[0] // 2
         for octave in range(self.config.n_octaves):
             if octave:
                 signal, hop = self._decimate(signal), hop // 2
-            response = _conv(signal, self.cqt_kernels, hop, padding=pad)  # n_frames, centred
+            # centred frames; a decimated signal rounded up may add one frame past n_frames
+            response = _conv(signal, self.cqt_kernels, hop, padding=pad)[..., :n_frames]
             octaves.insert(0, response[:, :m].square() + response[:, m:].square())
         return octaves
 
@@ -351,12 +207,16 @@ class HybridSpectrogram(nn.Module):
     def stft_power(self, x: torch.Tensor) -> torch.Tensor:
         """Power (B, K, n_frames) of the K lowest STFT bins: centred, reflect-padded frames.
 
+        n_frames = 1 + n_samples // hop_length, as ``librosa.stft(center=True)`` and the CQT.
+
         Each frame is cut around its centre sample c (``unfold``) and folded into its even and
         odd halves x[c+m] ± x[c−m], m = 0..h, which two matmuls with the folded bases of
         :func:`stft_folded_bases` turn into the real and imaginary parts.
         """
         h = self.stft_half
-        padded = F.pad(x[:, None, :], (h, h), mode="reflect")[:, 0]
+        # frame t is centred on sample t * hop, for t = 0 .. n_samples // hop: when hop divides
+        # n_samples the last centre is one past the end, so the right pad is h + 1
+        padded = F.pad(x[:, None, :], (h, h + 1), mode="reflect")[:, 0]
         frames = padded.unfold(-1, 2 * h + 1, self.config.hop_length)  # (B, T, 2h + 1)
         after, before = frames[..., h:], frames[..., : h + 1].flip(-1)  # x[c+m], x[c-m]
         real = torch.matmul(after + before, self.stft_cos)  # (B, T, K)
