@@ -1,7 +1,7 @@
 """Plots and widgets for the notebooks, one module per topic (data, spectrogram, model, training).
 
-Widgets only make sense in a live Jupyter frontend; :func:`interactive` tells a notebook whether to
-build one or to draw a single static figure (papermill, nbval and CI run headless).
+:func:`interactive` tells a notebook whether to build a widget (:mod:`cyclelib.viz.widgets`) or to
+draw one static figure. Both paths work in every kernel, papermill's and nbval's included.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import os
 
 
 def interactive() -> bool:
-    """True inside a live Jupyter frontend, False under papermill/nbval/CI or plain Python.
+    """True in a Jupyter kernel (a JupyterLab tab, papermill, nbval), False in plain Python.
 
-    A papermill or nbval kernel looks like a live one, so the test harness sets
-    ``CYCLELIB_HEADLESS=1`` (CI's ``CI=true`` does the same) to force False.
+    Set ``CYCLELIB_HEADLESS=1`` to draw the static figures instead of widgets, for example when
+    converting executed notebooks to HTML or PDF.
     """
-    if os.environ.get("CYCLELIB_HEADLESS") == "1" or os.environ.get("CI"):
+    if os.environ.get("CYCLELIB_HEADLESS") == "1":
         return False
     try:
         from IPython import get_ipython

@@ -1,17 +1,23 @@
 """Pictures of the database for notebook 01 (DESIGN §2–3): who, what device, how long, which class.
 
-Every function takes the tables of :func:`cyclelib.icbhi.scan_icbhi` and returns the matplotlib
-figure it drew, so a notebook shows it and a script can save it.
+Every plot function takes the tables of :func:`cyclelib.icbhi.scan_icbhi` and returns the
+matplotlib figure it drew, so a notebook shows it and a script can save it. :func:`class_player`
+is the chapter's widget: a class drop-down and a player for a random cycle of that class.
 """
 
 from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from cyclelib.constants import CLASS_NAMES, CYCLE_SECONDS
+from cyclelib.audio import load_recording
+from cyclelib.constants import CLASS_NAMES, CYCLE_SECONDS, SAMPLE_RATE
+from cyclelib.viz.widgets import audio_player, dropdown, wav_bytes
 
 _PALETTE = dict(zip(CLASS_NAMES, sns.color_palette("colorblind", len(CLASS_NAMES)), strict=True))
 
@@ -108,3 +114,41 @@ def plot_leak(cycles: pd.DataFrame, patients: tuple[int, ...] = (156, 218)) -> p
     ax.set(title="Cycles of the patients on both sides of the official split", ylabel="cycles")
     fig.tight_layout()
     return fig
+
+
+def classes_present(cycles: pd.DataFrame) -> list[str]:
+    """The class names that have at least one cycle in ``cycles``, in label order."""
+    return [name for label, name in enumerate(CLASS_NAMES) if (cycles["label"] == label).any()]
+
+
+def random_cycle(
+    cycles: pd.DataFrame, data_dir: Path, class_name: str, rng: np.random.Generator
+) -> tuple[str, np.ndarray]:
+    """A random cycle of ``class_name`` among ``cycles`` (rows whose audio is present).
+
+    Returns its title (class and recording) and its samples at 22 kHz from start to end, as
+    annotated (not yet fitted to 8 s). Raises ValueError for a class with no cycle.
+    """
+    if class_name not in CLASS_NAMES:
+        raise ValueError(f"class_name must be one of {CLASS_NAMES}, got {class_name!r}")
+    rows = cycles[cycles["label"] == CLASS_NAMES.index(class_name)]
+    if rows.empty:
+        raise ValueError(f"no {class_name} cycle among the {len(cycles)} given")
+    row = rows.iloc[rng.integers(len(rows))]
+    wave = load_recording(Path(data_dir) / f"{row.recording}.wav")
+    cut = wave[int(row.start * SAMPLE_RATE) : int(row.end * SAMPLE_RATE)]
+    return f"{class_name}: {row.recording}, {row.start:.2f}-{row.end:.2f} s", cut
+
+
+def play_class(
+    cycles: pd.DataFrame, data_dir: Path, rng: np.random.Generator, class_name: str
+) -> tuple[str, bytes]:
+    """The class player's callback: a random cycle of ``class_name`` as (title, WAV bytes)."""
+    title, wave = random_cycle(cycles, data_dir, class_name, rng)
+    return title, wav_bytes(wave, SAMPLE_RATE)
+
+
+def class_player(cycles: pd.DataFrame, data_dir: Path, rng: np.random.Generator):
+    """A drop-down of the classes present in ``cycles`` above a player of a random cycle."""
+    classes = dropdown("class", classes_present(cycles))
+    return audio_player(partial(play_class, cycles, data_dir, rng), {"class_name": classes})

@@ -2,18 +2,21 @@
 
 :func:`parameter_table` and :func:`config_table` size the parts and the configurations;
 :func:`plot_cluster_timeline` shows, above a cycle's spectrogram, which of the K clusters each of
-its 45 groups falls in.
+its 45 groups falls in; :func:`timeline_explorer` is the chapter's widget, a slider over cycles.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from cyclelib.constants import SAMPLE_RATE
+from cyclelib.constants import CLASS_NAMES, SAMPLE_RATE
 from cyclelib.model import CycleGuardian, ModelConfig, count_flops, parameter_counts
+from cyclelib.viz.widgets import figure_explorer, slider
 
 HOP_SECONDS = 256 / SAMPLE_RATE  # one spectrogram frame (DESIGN §4)
 MAP_NAMES = ("CQT", "gammatone", "mel")  # the three channels of the hybrid spectrogram
@@ -96,3 +99,20 @@ def plot_cluster_timeline(
     bottom.set(xlabel="time (s)", ylabel=f"{MAP_NAMES[channel]} bin")
     fig.tight_layout()
     return fig
+
+
+def cluster_timeline(
+    spec: torch.Tensor, q: torch.Tensor, labels: torch.Tensor, config: ModelConfig, cycle: int
+) -> plt.Figure:
+    """The timeline slider's callback: :func:`plot_cluster_timeline` of cycle ``cycle`` of the
+    batch (spec (B, 3, 84, 688), q (B, 45, K), labels (B,)), titled with its class."""
+    name = CLASS_NAMES[int(labels[cycle])]
+    return plot_cluster_timeline(spec[cycle], q[cycle], config, title=f"cycle {cycle} ({name})")
+
+
+def timeline_explorer(
+    spec: torch.Tensor, q: torch.Tensor, labels: torch.Tensor, config: ModelConfig
+):
+    """A slider over the cycles of the batch above the cluster timeline of the chosen one."""
+    cycles = slider("cycle", range(len(spec)), 0)
+    return figure_explorer(partial(cluster_timeline, spec, q, labels, config), {"cycle": cycles})

@@ -2,17 +2,21 @@
 
 Every plotting function returns the matplotlib figure it drew (or draws into the axes it is
 given), so a notebook shows it and a script can save it. Maps are (F, T) arrays in dB or
-standardised units, row 0 the lowest frequency.
+standardised units, row 0 the lowest frequency. :func:`map_explorer` is the chapter's widget:
+:func:`explore_maps` redrawn over the settings of :data:`EXPLORER_OPTIONS`.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.patches import Rectangle
 
-from cyclelib.features import (
-    FeatureConfig,
+from cyclelib.features import FeatureConfig, HybridSpectrogram
+from cyclelib.filterbanks import (
     cqt_frequencies,
     cqt_kernels,
     cqt_lengths,
@@ -22,8 +26,16 @@ from cyclelib.features import (
     mel_edges,
     mel_filterbank,
 )
+from cyclelib.viz.widgets import dropdown, figure_explorer, slider
 
 MAP_NAMES = ("constant-Q (CQT)", "gammatone", "mel")  # channel order of the hybrid spectrogram
+
+# What the explorer offers; every combination is a valid FeatureConfig (tests check them all).
+EXPLORER_OPTIONS: dict[str, tuple] = {
+    "n_bins": tuple(range(24, 85, 12)),  # 2 to 7 CQT octaves of 12 bins
+    "hop_length": (64, 128, 256, 512),  # multiples of 64: halved once per CQT octave, 7 octaves
+    "fmax": tuple(range(2000, 8001, 1000)),  # from above 1.8 kHz: below it 84 mel bands go empty
+}
 
 
 def row_frequencies(config: FeatureConfig) -> dict[str, np.ndarray]:
@@ -155,3 +167,29 @@ def plot_groups(maps: np.ndarray, config: FeatureConfig, title: str = "") -> plt
     draw_groups(ax, config, maps.shape[1])
     fig.tight_layout()
     return fig
+
+
+def explore_maps(
+    waves: dict[str, np.ndarray], example: str, n_bins: int, hop_length: int, fmax: float
+) -> plt.Figure:
+    """The explorer's callback: the three dB maps of ``waves[example]`` (176,000 samples) under
+    ``FeatureConfig(n_bins=n_bins, hop_length=hop_length, fmax=fmax)``."""
+    config = FeatureConfig(n_bins=n_bins, hop_length=hop_length, fmax=float(fmax))
+    with torch.inference_mode():
+        maps = HybridSpectrogram(config).decibel_maps(torch.from_numpy(waves[example])[None])
+    fig = plot_maps({example: maps[0].numpy()}, config)
+    fig.suptitle(f"{n_bins} rows, hop {hop_length} ({maps.shape[-1]} frames), fmax {fmax:.0f} Hz",
+                 y=1.02)
+    return fig
+
+
+def map_explorer(waves: dict[str, np.ndarray], config: FeatureConfig | None = None):
+    """A cycle drop-down and sliders over :data:`EXPLORER_OPTIONS`, above the three maps."""
+    config = config or FeatureConfig()
+    start = {name: getattr(config, name) for name in EXPLORER_OPTIONS}
+    controls = {
+        "example": dropdown("cycle", list(waves)),
+        **{name: slider(name, options, type(options[0])(start[name]))
+           for name, options in EXPLORER_OPTIONS.items()},
+    }
+    return figure_explorer(partial(explore_maps, waves), controls)
