@@ -126,6 +126,7 @@ def test_explorer_callback_draws_every_setting(waves) -> None:
 
 
 def test_explorer_widget_redraws_when_a_control_moves(waves) -> None:
+    open_figures = set(plt.get_fignums())
     explorer = vs.map_explorer(waves)
     (image,) = _children(explorer, widgets.Image)
     sliders = {s.description: s for s in _children(explorer, widgets.SelectionSlider)}
@@ -137,7 +138,7 @@ def test_explorer_widget_redraws_when_a_control_moves(waves) -> None:
     sliders["n_bins"].value = sliders["n_bins"].options[0]
     example.value = example.options[-1]
     assert image.value[:4] == PNG and image.value != first
-    assert not plt.get_fignums(), "the explorer must close the figures it renders"
+    assert set(plt.get_fignums()) == open_figures, "the explorer must close what it renders"
 
 
 # 03 · the cluster timeline ---------------------------------------------------------------------
@@ -153,6 +154,7 @@ def test_timeline_callback_and_slider_cover_every_cycle() -> None:
         fig = vm.cluster_timeline(spec, q, labels, config, cycle)
         assert f"cycle {cycle} ({CLASS_NAMES[int(labels[cycle])]})" in fig.axes[0].get_title()
         plt.close(fig)
+    open_figures = set(plt.get_fignums())
     explorer = vm.timeline_explorer(spec, q, labels, config)
     (slider,) = _children(explorer, widgets.SelectionSlider)
     (image,) = _children(explorer, widgets.Image)
@@ -161,4 +163,4 @@ def test_timeline_callback_and_slider_cover_every_cycle() -> None:
     for cycle in slider.options[::-1]:
         slider.value = cycle
         seen.add(image.value)
-    assert len(seen) == 3 and not plt.get_fignums()
+    assert len(seen) == 3 and set(plt.get_fignums()) == open_figures
