@@ -30,7 +30,9 @@ recomputes the full-resolution stem in backward (``ModelConfig.recompute_stem``)
 padding and the last conv's weight gradient are written by hand for training
 (:mod:`cyclelib.layers`). None of these changes what the network computes (the hand-written
 gradients sum the same terms in another order: rounding-level differences). Throughput and peak
-memory: ``benchmarks/bench_model.py``.
+memory: ``benchmarks/bench_model.py``. In training, each BatchNorm of the encoder normalises every
+group window with that window's batch statistics, as the original's loop of 45 encoder calls did
+(``ModelConfig.window_stats``, :mod:`cyclelib.window_norm`); evaluation uses running statistics.
 """
 
 from __future__ import annotations
