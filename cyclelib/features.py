@@ -132,10 +132,14 @@ def validate_waveforms(
 
 
 def standardise(maps: torch.Tensor, eps: float) -> torch.Tensor:
-    """Standardise each row over time (the last axis): (x - mean) / (std + eps), any shape."""
+    """Standardise each row over time (the last axis): (x - mean) / (std + eps), any shape.
+
+    The std is the unbiased one (N - 1), as the original's ``torch.std`` (DESIGN §4); ``eps``
+    keeps a flat row finite.
+    """
     centred = maps - maps.mean(dim=-1, keepdim=True)
     # the std as a norm: one fused reduction (torch.var is slow on CPU, var_mean not core ATen)
-    std = torch.linalg.vector_norm(centred, dim=-1, keepdim=True) / math.sqrt(maps.shape[-1])
+    std = torch.linalg.vector_norm(centred, dim=-1, keepdim=True) / math.sqrt(maps.shape[-1] - 1)
     return centred / (std + eps)
 
 

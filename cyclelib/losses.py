@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cyclelib.model import CycleGuardian, CycleGuardianOutput
+from cyclelib.window_norm import running_stat_passes
 
 _TINY = 1e-12  # floor under probabilities and norms, so an empty cluster never divides by zero
+ORIGINAL_PASSES = 2  # full network passes per step in the original: normal and group-mix
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,11 @@ class CycleGuardianObjective(nn.Module):
     encoder once, the normal pass and the group-mix pass from the shared embeddings, and returns
     the loss terms with their weighted total, and the normal pass's output (for accuracy).
     In training mode a batch needs at least 2 cycles (drop a last batch of 1).
+
+    The original ran the whole network for each of the two passes, so its encoder's BatchNorms
+    took the running-statistics updates of the same batch twice: with per-window statistics
+    (``ModelConfig.window_stats``) the encoder's single call counts as both passes
+    (:func:`cyclelib.window_norm.running_stat_passes`, DESIGN §5).
     """
 
     def __init__(self, model: CycleGuardian, config: LossConfig | None = None) -> None:
@@ -209,7 +216,8 @@ class CycleGuardianObjective(nn.Module):
                 f"group-mix partners), got x of shape {tuple(x.shape)}"
             )
         reduction, similarity = self.config.kl_reduction, self.model.similarity
-        out = self.model(x)
+        with running_stat_passes(self.model, ORIGINAL_PASSES):
+            out = self.model(x)
         mix = group_mix(out.embeddings, generator)
         mixed = self.model.forward_from_embeddings(mix.embeddings)
         terms = {

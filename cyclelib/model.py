@@ -30,14 +30,17 @@ recomputes the full-resolution stem in backward (``ModelConfig.recompute_stem``)
 padding and the last conv's weight gradient are written by hand for training
 (:mod:`cyclelib.layers`). None of these changes what the network computes (the hand-written
 gradients sum the same terms in another order: rounding-level differences). Throughput and peak
-memory: ``benchmarks/bench_model.py``.
+memory: ``benchmarks/bench_model.py``. In training, each BatchNorm of the encoder normalises every
+group window with that window's batch statistics, as the original's loop of 45 encoder calls did
+(``ModelConfig.window_stats``, :mod:`cyclelib.window_norm`); evaluation uses running statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -47,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cyclelib.features import group_frames
 from cyclelib.layers import CircularPad, TapGradConv2d
+from cyclelib.window_norm import WindowBatchNorm1d, WindowBatchNorm2d
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class ModelConfig:
     # backward instead of storing them (same numbers; faithful: -0.3 GB at batch 32, ~+3% time)
     tap_grad_last_conv: bool = True  # training: last conv's weight gradient as 9 matrix
     # products (cyclelib.layers.TapGradConv2d; same values; faster for wide convs only)
+    window_stats: bool = True  # training: each BatchNorm of the encoder normalises every group
+    # window with its own batch statistics, as the original's loop of 45 encoder calls
+    # (cyclelib.window_norm); False: statistics pooled over all B·45 groups
 
     @property
     def n_groups(self) -> int:
@@ -109,11 +116,16 @@ class CycleGuardianOutput(NamedTuple):
 
 
 def _conv_bn_relu(
-    c_in: int, c_out: int, kernel: int, stride: int, conv: type[nn.Conv2d] = nn.Conv2d
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int,
+    norm: Callable[[int], nn.Module],
+    conv: type[nn.Conv2d] = nn.Conv2d,
 ) -> list[nn.Module]:
     return [
         conv(c_in, c_out, kernel, stride=stride),
-        nn.BatchNorm2d(c_out),
+        norm(c_out),
         nn.ReLU(inplace=True),
     ]
 
@@ -127,25 +139,32 @@ class GroupEncoder(nn.Module):
 
     Faithful sizes per group: 16×84×20 → 32×41×9 → 64×41×9 → 128×20×4 → 256×10×2 (circular
     padding on the last conv) → flatten 5120 → 1024 (BatchNorm1d, ReLU) → 768 (Softplus).
+    With ``config.window_stats`` the BatchNorms are :mod:`cyclelib.window_norm`'s: in training,
+    the N = B·45 groups must come sample-major (row b·45 + k is window k of sample b).
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = config.channels
+        norm2d, norm1d = nn.BatchNorm2d, nn.BatchNorm1d
+        if config.window_stats:
+            norm2d = partial(WindowBatchNorm2d, windows=config.n_groups)
+            norm1d = partial(WindowBatchNorm1d, windows=config.n_groups)
+        last_conv = TapGradConv2d if config.tap_grad_last_conv else nn.Conv2d
         self.convs = nn.Sequential(
-            *_conv_bn_relu(config.in_channels, c1, 1, 1),
-            *_conv_bn_relu(c1, c2, 3, 2),
-            *_conv_bn_relu(c2, c3, 1, 1),
-            *_conv_bn_relu(c3, c4, 3, 2),
+            *_conv_bn_relu(config.in_channels, c1, 1, 1, norm2d),
+            *_conv_bn_relu(c1, c2, 3, 2, norm2d),
+            *_conv_bn_relu(c2, c3, 1, 1, norm2d),
+            *_conv_bn_relu(c3, c4, 3, 2, norm2d),
             CircularPad(),
-            *_conv_bn_relu(c4, c5, 3, 2, TapGradConv2d if config.tap_grad_last_conv else nn.Conv2d),
+            *_conv_bn_relu(c4, c5, 3, 2, norm2d, last_conv),
         )
         height = _conv_out(_conv_out(_conv_out(config.n_bins)), pad=1)
         width = _conv_out(_conv_out(_conv_out(config.group_size)), pad=1)
         self.dense = nn.Sequential(
             nn.Flatten(),
             nn.Linear(c5 * height * width, config.dense_dim),
-            nn.BatchNorm1d(config.dense_dim),
+            norm1d(config.dense_dim),
             nn.ReLU(inplace=True),
             nn.Linear(config.dense_dim, config.embed_dim),
             nn.Softplus(),

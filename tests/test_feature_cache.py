@@ -88,6 +88,17 @@ def test_changed_config_gets_its_own_cache(data, calls, tmp_path: Path) -> None:
     assert len(calls) == 2  # the first config's cache is still valid
 
 
+def test_cache_of_an_older_format_is_not_served(data, calls, tmp_path: Path, monkeypatch) -> None:
+    """A cache written before HybridSpectrogram's numbers changed (format 2: the biased row std)
+    is ignored: the features are computed again."""
+    assert feature_cache.CACHE_FORMAT == 3
+    monkeypatch.setattr(feature_cache, "CACHE_FORMAT", 2)
+    old = build(data, tmp_path / "cache")
+    monkeypatch.setattr(feature_cache, "CACHE_FORMAT", 3)
+    new = build(data, tmp_path / "cache")
+    assert len(calls) == 2 and old.filename != new.filename
+
+
 def test_changed_file_or_rows_invalidate(data, calls, tmp_path: Path) -> None:
     folder, cycles = data
     build(data, tmp_path / "cache")

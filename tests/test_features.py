@@ -67,9 +67,25 @@ def test_output_shape_and_row_standardisation(module: HybridSpectrogram) -> None
     assert out.shape == (2, 3, 84, 688) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     np.testing.assert_allclose(out.mean(-1), 0.0, atol=1e-4)
-    np.testing.assert_allclose(out.std(-1, correction=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(out.std(-1, correction=1), 1.0, atol=1e-3)
     with torch.inference_mode():  # batch items do not interact
         np.testing.assert_allclose(module(x[1:]), out[1:], atol=1e-4)
+
+
+def test_rows_are_divided_by_their_unbiased_std(module: HybridSpectrogram) -> None:
+    """As the original's torch.std (N - 1), DESIGN §4: the biased std would be 0.07 % smaller;
+    a flat row (silence) gives zeros thanks to the epsilon, not NaN."""
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 176000), np.float32))
+    with torch.inference_mode():
+        maps = module.decibel_maps(x)[0].double().numpy()
+        out = module(x)[0].numpy()
+    centred = maps - maps.mean(-1, keepdims=True)
+    expected = centred / (maps.std(-1, ddof=1, keepdims=True) + module.config.eps)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-5)
+    assert np.abs(out.std(-1, ddof=1) - 1.0).max() < 1e-4 < np.abs(out.std(-1) - 1.0).min()
+    with torch.inference_mode():
+        silent = module(torch.zeros(1, 176000))
+    assert torch.equal(silent, torch.zeros_like(silent))
 
 
 def test_folded_stft_power_matches_torch_stft(module: HybridSpectrogram) -> None:
@@ -253,5 +269,5 @@ def test_real_cycle_spectrogram(module: HybridSpectrogram, real_cycles) -> None:
     assert spec.shape == (3, 84, 688), name
     assert np.isfinite(spec).all()
     np.testing.assert_allclose(spec.mean(axis=-1), 0.0, atol=1e-4)
-    np.testing.assert_allclose(spec.std(axis=-1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(spec.std(axis=-1, ddof=1), 1.0, atol=1e-3)
     validate_waveforms(torch.from_numpy(wave)[None])  # a real cycle is valid input

@@ -116,3 +116,39 @@ def timeline_explorer(
     """A slider over the cycles of the batch above the cluster timeline of the chosen one."""
     cycles = slider("cycle", range(len(spec)), 0)
     return figure_explorer(partial(cluster_timeline, spec, q, labels, config), {"cycle": cycles})
+
+
+def plot_window_statistics(
+    embeddings: tuple[torch.Tensor, torch.Tensor], q: tuple[torch.Tensor, torch.Tensor]
+) -> plt.Figure:
+    """One batch through the same weights in training mode: BatchNorm statistics pooled over
+    all B·45 groups (first of each pair) versus per group window, as the original (second).
+
+    ``embeddings`` two (B, 45, E) tensors, ``q`` two (B, 45, K) soft assignments (DESIGN §5).
+    Left: how far each group's embedding moves, ‖e_window − e_pooled‖ / ‖e_pooled‖ (a row per
+    cycle, a column per group). Right: the hard cluster of each group, pooled and per-window
+    rows of each cycle one above the other.
+    """
+    (e_pooled, e_window), (q_pooled, q_window) = embeddings, q
+    change = ((e_window - e_pooled).norm(dim=-1) / e_pooled.norm(dim=-1)).numpy()
+    hard = torch.stack([q_pooled.argmax(-1), q_window.argmax(-1)], 1).flatten(0, 1).numpy()
+    batch, n_groups = change.shape
+    n_clusters = q_pooled.shape[-1]
+    agree = int((q_pooled.argmax(-1) == q_window.argmax(-1)).sum())
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 + 0.55 * batch + 1.5))
+    image = left.imshow(change, aspect="auto", cmap="magma", interpolation="nearest")
+    fig.colorbar(image, ax=left, label="relative change of the embedding")
+    left.set(xlabel="group", ylabel="cycle", yticks=range(batch))
+    left.set_title("embeddings: per-window vs pooled statistics", fontsize=10)
+    cmap = plt.get_cmap("tab10", n_clusters)
+    right.imshow(hard, aspect="auto", cmap=cmap, vmin=-0.5, vmax=n_clusters - 0.5,
+                 interpolation="nearest")
+    rows = [f"{i} {kind}" for i in range(batch) for kind in ("pooled", "per window")]
+    right.set(xlabel="group", yticks=range(2 * batch), yticklabels=rows)
+    right.set_title(f"hard clusters: {agree} of {batch * n_groups} groups agree", fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(n_clusters)]
+    right.legend(handles, [f"cluster {k}" for k in range(n_clusters)], fontsize=8,
+                 loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
