@@ -1,6 +1,6 @@
 """Pictures of the database for notebook 01 (DESIGN §2–3): who, what device, how long, which class.
 
-Every function takes the tables of :func:`cyclelib.icbhi.scan_icbhi` and returns the matplotlib
+Every function takes the tables of :func:`cyclelib.data.scan_icbhi` and returns the matplotlib
 figure it drew, so a notebook shows it and a script can save it.
 """
 

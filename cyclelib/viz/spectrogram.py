@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from cyclelib.constants import MAP_NAMES
 from cyclelib.features import (
     FeatureConfig,
     cqt_frequencies,
@@ -22,8 +23,6 @@ from cyclelib.features import (
     mel_edges,
     mel_filterbank,
 )
-
-MAP_NAMES = ("constant-Q (CQT)", "gammatone", "mel")  # channel order of the hybrid spectrogram
 
 
 def row_frequencies(config: FeatureConfig) -> dict[str, np.ndarray]:
