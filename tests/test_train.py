@@ -2,7 +2,7 @@
 checkpoints, EMA, schedule scaling, the on-the-fly waveform path, and load_model round trips.
 
 Inputs are random spectrograms (the trainer does not care what they show), so these tests need
-no audio and stay fast; learning on real sounds is tested in test_reproduce.py.
+no audio and stay fast; learning on real sounds is tested in test_reproduction.py.
 """
 
 from __future__ import annotations
