@@ -17,8 +17,11 @@ from pathlib import Path
 
 import torch
 
-from cyclelib.audio import iter_cycle_waveforms
-from cyclelib.icbhi import scan_icbhi
+from cyclelib.device import use_huge_pages
+
+use_huge_pages()  # before the first CPU tensor, which importing torchaudio makes (cyclelib.device)
+
+from cyclelib.data import iter_cycle_waveforms, scan_icbhi  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

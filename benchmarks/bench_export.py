@@ -30,10 +30,19 @@ from pathlib import Path
 
 import torch
 
-from cyclelib.deploy import FILES, export_files, latency_ms, sample_cycles
-from cyclelib.export import ORIGINAL_WEIGHTS_MB, CycleGuardianInference
-from cyclelib.model import CycleGuardian, ModelConfig
-from cyclelib.synthetic import synthetic_dir
+from cyclelib.device import use_huge_pages
+
+use_huge_pages()  # before the first CPU tensor, which importing torchaudio makes (cyclelib.device)
+
+from cyclelib.data import sample_cycles, synthetic_dir  # noqa: E402
+from cyclelib.export import (  # noqa: E402
+    FILES,
+    ORIGINAL_WEIGHTS_MB,
+    CycleGuardianInference,
+    export_files,
+    latency_ms,
+)
+from cyclelib.model import CycleGuardian, ModelConfig  # noqa: E402
 
 THREADS = 1  # latency on one core, every runtime
 TARGET_INT8_MB = 8.0  # faithful int8 .pte

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from cyclelib.constants import CYCLE_SAMPLES, SAMPLE_RATE
+from cyclelib.device import use_huge_pages
 from cyclelib.features import FeatureConfig, HybridSpectrogram
 
 ICBHI_CYCLES = 6898  # every annotated cycle of ICBHI 2017
@@ -103,6 +104,7 @@ def original_front_end(waves: torch.Tensor, config: FeatureConfig) -> Callable[[
 
 
 def main() -> None:
+    use_huge_pages()  # no tensor exists yet: the imports above make none (cyclelib.device)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=4, help="timed batches of 32")
     parser.add_argument("--singles", type=int, default=16, help="timed calls at batch 1")

@@ -34,8 +34,9 @@ def run_case(case: str, device: str, steps: int, batch: int | None) -> dict:
     import torch
 
     from cyclelib.model import CycleGuardian
-    from cyclelib.reproduce import CONFIGS
-    from cyclelib.train import SplitData, train
+    from cyclelib.prepare import SplitData
+    from cyclelib.reproduction import CONFIGS
+    from cyclelib.train import train
 
     torch.set_num_threads(2)
     name, mode = case.split("-")
@@ -64,11 +65,14 @@ def run_case(case: str, device: str, steps: int, batch: int | None) -> dict:
         "epoch_seconds": seconds, "samples_per_s": n / seconds,
         "icbhi_epoch_s": ICBHI_TRAIN_CYCLES * seconds / n, "peak_mb": peak / 2**20,
         "params": sum(p.numel() for p in CycleGuardian(model_factory()).parameters()),
-        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),  # set by importing cyclelib
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),  # set by main, inherited
     }
 
 
 def main() -> None:
+    from cyclelib.device import use_huge_pages
+
+    use_huge_pages()  # before any tensor; each case's subprocess inherits it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="batches per timed epoch")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)

@@ -3,7 +3,7 @@
 Three independent stages, each applied per sample with its own probability (0.5 as the original):
 
 1. one waveform effect, chosen uniformly among white noise, speed, loudness, vocal-tract-length
-   perturbation (VTLP) and pitch, then re-fitted to 8 s with :func:`cyclelib.audio.fit_length`
+   perturbation (VTLP) and pitch, then re-fitted to 8 s with :func:`cyclelib.data.fit_length`
    (a long result keeps its tail, a short one is tiled);
 2. a random circular shift;
 3. SpecAugment on each of the 3 maps: 2 frequency masks of up to 9 bins and 10 time masks of up
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from cyclelib.audio import fit_length
 from cyclelib.constants import SAMPLE_RATE
+from cyclelib.data.audio import fit_length
 
 EFFECTS = ("noise", "speed", "loudness", "vtlp", "pitch")  # drawn uniformly, one per sample
 STFT = dict(n_fft=512, hop_length=128)  # 23 ms windows at 22 kHz for the stretch and VTLP
@@ -61,7 +61,7 @@ class AugmentConfig:
 
 
 def _refit(wave: torch.Tensor, n: int) -> torch.Tensor:
-    """Fit a (samples,) tensor to ``n`` samples with :func:`cyclelib.audio.fit_length` semantics.
+    """Fit a (samples,) tensor to ``n`` samples with :func:`cyclelib.data.fit_length` semantics.
 
     The index pattern comes from ``fit_length`` itself, so the data stay on their device.
     """

@@ -9,9 +9,10 @@
 - :func:`load_model` rebuilds a trained :class:`~cyclelib.model.CycleGuardian` from any
   checkpoint this package writes (``best.pt`` or ``last.pt``).
 
-A checkpoint is a dict with at least ``model`` (state_dict), ``model_config``,
-``feature_config`` and ``train_config`` (plain dicts), ``epoch`` (epochs done, from 1) and
-``metrics`` (validation figures of that epoch); ``last.pt`` adds the training state.
+A checkpoint is a dict with at least ``format_version`` (:data:`FORMAT_VERSION`, checked on
+load), ``model`` (state_dict), ``model_config`` (a plain dict; its ``features`` is the
+FeatureConfig) and ``train_config``, ``epoch`` (epochs done, from 1) and ``metrics`` (validation
+figures of that epoch); ``last.pt`` adds the training state.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import torch
 from cyclelib.features import FeatureConfig
 from cyclelib.model import CycleGuardian, ModelConfig
 
-FORMAT_VERSION = 1  # bump when the checkpoint layout changes
+FORMAT_VERSION = 2  # bump when the checkpoint layout changes
+#   (2: the FeatureConfig lives in model_config["features"]; 1 stored it beside, as feature_config)
 
 
 class RunExistsError(FileExistsError):
@@ -63,6 +65,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path} is not a readable cyclelib checkpoint ({err})") from err
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise ValueError(f"{path} is not a cyclelib checkpoint (no model or model_config)")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is a checkpoint of format {state.get('format_version')}, but this cyclelib "
+            f"reads format {FORMAT_VERSION}: load it with the cyclelib version that wrote it, or "
+            "train it again"
+        )
     return state
 
 
@@ -125,17 +133,17 @@ def _config(cls: type, values: dict):
 def load_model(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[CycleGuardian, FeatureConfig, dict]:
-    """``(model in eval mode, its FeatureConfig, meta)`` from a checkpoint.
+    """``(model in eval mode, the FeatureConfig it reads, meta)`` from a checkpoint.
 
-    ``meta`` holds everything else a consumer may report: ``epoch``, ``metrics``,
-    ``train_config``, ``model_config``, ``feature_config`` and, when present, ``protocol`` and
-    ``data``.
+    The FeatureConfig is ``model.config.features``. ``meta`` holds everything else a consumer
+    may report: ``epoch``, ``metrics``, ``train_config``, ``model_config`` and, when present,
+    ``protocol`` and ``data``.
     """
     state = load_checkpoint(path, map_location)
-    model = CycleGuardian(_config(ModelConfig, state["model_config"]))
+    values = dict(state["model_config"])
+    features = _config(FeatureConfig, values.pop("features", {}))
+    model = CycleGuardian(_config(ModelConfig, {**values, "features": features}))
     model.load_state_dict(state["model"])
     model.to(map_location).eval()
-    features = _config(FeatureConfig, state.get("feature_config", {}))
-    keep = ("epoch", "metrics", "train_config", "model_config", "feature_config", "protocol",
-            "data")
+    keep = ("epoch", "metrics", "train_config", "model_config", "protocol", "data")
     return model, features, {k: state[k] for k in keep if k in state}

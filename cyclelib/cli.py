@@ -8,6 +8,10 @@
                        [--paper-protocol]
     cyclelib evaluate CHECKPOINT [--data-dir DIR]
     cyclelib export CHECKPOINT --out DIR [--int8] [--onnx] [--data-dir DIR]
+    cyclelib --version
+
+Every command starts with PyTorch's huge-page CPU allocation on (:func:`cyclelib.device.
+use_huge_pages`; set THP_MEM_ALLOC_ENABLE=0 to turn it off), before anything imports torch.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import json
 import sys
 from pathlib import Path
 
+from cyclelib import __version__
+
 
 def _check_data(args: argparse.Namespace) -> int:
-    from cyclelib.icbhi import check_data
+    from cyclelib.data import check_data
 
     if not Path(args.dir).is_dir():
         print(f"cyclelib check-data: {args.dir} is not a folder", file=sys.stderr)
@@ -52,7 +58,7 @@ def _print_data_report(report: dict) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from cyclelib.synthetic import make_synthetic_icbhi
+    from cyclelib.data import make_synthetic_icbhi
 
     out = make_synthetic_icbhi(args.dir, seed=args.seed, patients=args.patients)
     print(f"synthetic ICBHI-format set (not real data) written to {out}")
@@ -60,7 +66,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from cyclelib.download import download_icbhi
+    from cyclelib.data import download_icbhi
 
     folder = download_icbhi(args.dir, verify_tls=not args.insecure)
     print(f"ICBHI 2017 ready at {folder}")
@@ -69,7 +75,8 @@ def _download(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from cyclelib.checkpoint import RunExistsError
-    from cyclelib.reproduce import reproduce, results_markdown
+    from cyclelib.reproduction import reproduce
+    from cyclelib.results import results_markdown
     from cyclelib.train import TrainingDiverged
 
     try:
@@ -87,15 +94,20 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from cyclelib.reproduce import evaluate_checkpoint
+    from cyclelib.evaluation import evaluate_checkpoint
 
     print(json.dumps(evaluate_checkpoint(args.checkpoint, args.data_dir), indent=2))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from cyclelib.deploy import REPORT, export_checkpoint, report_markdown
-    from cyclelib.mobile import ExecutorchMissing, require_executorch
+    from cyclelib.export import (
+        REPORT,
+        ExecutorchMissing,
+        export_checkpoint,
+        report_markdown,
+        require_executorch,
+    )
 
     try:
         require_executorch("cyclelib export (the .pte files)")
@@ -122,6 +134,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cyclelib", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check-data", help="validate an ICBHI folder and count its cycles")
@@ -178,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from cyclelib.device import use_huge_pages  # after parsing: --help needs no torch
+
+    use_huge_pages()
     try:
         return args.func(args)
     except ValueError as err:  # data and usage errors carry a message naming the file

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cyclelib.audio import iter_cycle_waveforms
+from cyclelib.data.audio import iter_cycle_waveforms
+from cyclelib.device import resolve_device
 from cyclelib.features import FeatureConfig, HybridSpectrogram
 from cyclelib.paths import cache_dir
 
@@ -162,7 +163,7 @@ def _featurise(
 ) -> None:
     """Fill ``out`` (N, 3, F, T) with the spectrograms of ``cycles``, ``batch_size`` at a time
     (batches span recordings), each row written exactly once."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     module = HybridSpectrogram(config).to(device).eval()
     written = np.zeros(len(cycles), dtype=bool)
     pending: list[tuple[np.ndarray, np.ndarray]] = []

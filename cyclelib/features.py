@@ -259,14 +259,17 @@ def _conv(
     return F.conv2d(signal[:, :, None], weight, stride=(1, stride), padding=(0, padding))[:, :, 0]
 
 
-def group_frames(spec: torch.Tensor, size: int = 20, stride: int = 15) -> torch.Tensor:
-    """Split (B, C, F, T) into groups of ``size`` frames every ``stride``: (B, G, C, F, size).
+def group_frames(spec: torch.Tensor, config: FeatureConfig | None = None) -> torch.Tensor:
+    """Split (B, C, F, T) into groups of ``group_size`` frames every ``group_stride`` of
+    ``config``: (B, G, C, F, group_size), a view (``Tensor.unfold``).
 
-    A view (``Tensor.unfold``) with G = 1 + (T - size) // stride; for T = 688 that is the 45
-    groups of DESIGN §4, and the last 8 frames are unused.
+    G = 1 + (T - group_size) // group_stride: the default config gives the 45 groups of 20
+    frames of DESIGN §4, and the last 8 of the 688 frames are unused.
     """
-    if spec.ndim != 4 or spec.shape[-1] < size:
+    config = config or FeatureConfig()
+    if spec.ndim != 4 or spec.shape[-1] < config.group_size:
         raise ValueError(
-            f"expected spectrograms (B, C, F, T) with T >= {size}, got {tuple(spec.shape)}"
+            f"expected spectrograms (B, C, F, T) with T >= {config.group_size}, "
+            f"got {tuple(spec.shape)}"
         )
-    return spec.unfold(-1, size, stride).permute(0, 3, 1, 2, 4)
+    return spec.unfold(-1, config.group_size, config.group_stride).permute(0, 3, 1, 2, 4)

@@ -80,3 +80,11 @@ def icbhi_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict:
     """
     cm = confusion_matrix(y_true, y_pred, n_classes=len(CLASS_NAMES))
     return {**scores_from_confusion(cm), "confusion": cm.tolist()}
+
+
+HEADLINE = ("sp", "se", "score", "acc")  # the figures tables and reports quote
+
+
+def headline(figures: dict, prefix: str = "") -> dict[str, float]:
+    """The quoted figures of :func:`icbhi_scores` (Sp, Se, Score, accuracy), keys prefixed."""
+    return {f"{prefix}{k}": figures[k] for k in HEADLINE}

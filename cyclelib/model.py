@@ -48,20 +48,21 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
-from cyclelib.features import group_frames
+from cyclelib.features import FeatureConfig, group_frames
 from cyclelib.layers import CircularPad, TapGradConv2d
 from cyclelib.window_norm import WindowBatchNorm1d, WindowBatchNorm2d
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every size of the network (DESIGN §5). Defaults are the faithful configuration."""
+    """Every size of the network (DESIGN §5). Defaults are the faithful configuration.
 
+    The input's sizes are the features': bins, frames, group size, stride and group count all
+    come from ``features`` (DESIGN §4), the one place they are set.
+    """
+
+    features: FeatureConfig = FeatureConfig()  # the hybrid spectrogram the network reads
     in_channels: int = 3  # spectrogram maps stacked as channels: CQT, gammatone, mel (DESIGN §4)
-    n_bins: int = 84  # frequency bins per map (DESIGN §4)
-    n_frames: int = 688  # frames per 8 s cycle at hop 256 (DESIGN §4)
-    group_size: int = 20  # frames per group: the longest adventitious event (DESIGN §4)
-    group_stride: int = 15  # hop between groups: 45 groups, the last 8 frames unused (DESIGN §4)
     channels: tuple[int, int, int, int, int] = (16, 32, 64, 128, 256)  # the 5 encoder convs
     dense_dim: int = 1024  # hidden linear layer of the encoder (flatten -> dense, BN, ReLU)
     embed_dim: int = 768  # group embedding width (linear + Softplus)
@@ -80,8 +81,8 @@ class ModelConfig:
 
     @property
     def n_groups(self) -> int:
-        """Groups per cycle: 45 for 688 frames, windows of 20, stride 15."""
-        return (self.n_frames - self.group_size) // self.group_stride + 1
+        """Groups per cycle (``features.n_groups``): 45 for 688 frames, windows of 20, stride 15."""
+        return self.features.n_groups
 
     @classmethod
     def faithful(cls) -> ModelConfig:
@@ -159,8 +160,8 @@ class GroupEncoder(nn.Module):
             CircularPad(),
             *_conv_bn_relu(c4, c5, 3, 2, norm2d, last_conv),
         )
-        height = _conv_out(_conv_out(_conv_out(config.n_bins)), pad=1)
-        width = _conv_out(_conv_out(_conv_out(config.group_size)), pad=1)
+        height = _conv_out(_conv_out(_conv_out(config.features.n_bins)), pad=1)
+        width = _conv_out(_conv_out(_conv_out(config.features.group_size)), pad=1)
         self.dense = nn.Sequential(
             nn.Flatten(),
             nn.Linear(c5 * height * width, config.dense_dim),
@@ -300,11 +301,11 @@ class CycleGuardian(nn.Module):
 
     def groups(self, x: torch.Tensor) -> torch.Tensor:
         """Check the input and return its groups (B, 45, 3, 84, 20); ValueError on a bad shape."""
-        c = self.config
-        spec_shape = (c.in_channels, c.n_bins, c.n_frames)
-        group_shape = (c.n_groups, c.in_channels, c.n_bins, c.group_size)
+        c, f = self.config, self.config.features
+        spec_shape = (c.in_channels, f.n_bins, f.n_frames)
+        group_shape = (f.n_groups, c.in_channels, f.n_bins, f.group_size)
         if x.ndim == 4 and tuple(x.shape[1:]) == spec_shape:
-            return group_frames(x, size=c.group_size, stride=c.group_stride)
+            return group_frames(x, f)
         if x.ndim == 5 and tuple(x.shape[1:]) == group_shape:
             return x
         raise ValueError(

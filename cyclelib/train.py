@@ -35,10 +35,12 @@ from cyclelib.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from cyclelib.device import resolve_device
+from cyclelib.evaluation import evaluate
 from cyclelib.features import FeatureConfig, HybridSpectrogram
 from cyclelib.losses import CycleGuardianObjective, LossConfig
-from cyclelib.metrics import icbhi_scores
 from cyclelib.model import CycleGuardian, ModelConfig
+from cyclelib.prepare import SplitData
 
 LOSS_TERMS = ("total", "ce", "kl_o", "kl_m", "sim_o", "sim_m", "con")  # logged separately
 ORIGINAL_EPOCHS = 600  # the schedule's milestones are given for 600 epochs (DESIGN §6)
@@ -75,34 +77,16 @@ class TrainConfig:
         effects; circular shift on frames and SpecAugment still on), milestones scaled."""
         return cls(**{"epochs": 40, "batch_size": 32, "wave_effects": False, **changes})
 
+    @property
+    def needs_waveforms(self) -> bool:
+        """Whether training applies waveform effects, so its features are computed on the fly."""
+        return self.wave_effects and self.augment.p_wave > 0
+
     def scaled_milestones(self) -> list[int]:
         """The milestones, scaled by epochs/600 when training fewer than 600 epochs (at least 1)."""
         if self.epochs >= ORIGINAL_EPOCHS:
             return list(self.milestones)
         return [max(1, round(m * self.epochs / ORIGINAL_EPOCHS)) for m in self.milestones]
-
-
-@dataclass
-class SplitData:
-    """The cycles of one split and where their inputs come from.
-
-    ``features`` (M, 3, 84, 688) float16 (usually the memmap of
-    :func:`cyclelib.feature_cache.cached_features`) is shared by the splits; ``rows`` (N,) picks
-    this split's cycles from it. ``waves`` (N, n) float32 are the fitted waveforms of the same
-    cycles, needed only to train with waveform effects.
-    """
-
-    labels: np.ndarray  # (N,) int64 class 0..3
-    features: np.ndarray  # (M, 3, 84, 688) hybrid spectrograms of all rows
-    rows: np.ndarray  # (N,) int64 positions of this split's cycles in ``features``
-    waves: np.ndarray | None = None  # (N, n) float32, only for on-the-fly augmentation
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def spectrograms(self, index: np.ndarray) -> torch.Tensor:
-        """(len(index), 3, 84, 688) float32 CPU tensor of the cycles ``index`` (0..N-1)."""
-        return torch.from_numpy(np.asarray(self.features[self.rows[index]], dtype=np.float32))
 
 
 @dataclass
@@ -119,50 +103,10 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (cuda when available, else cpu), ``cpu`` or ``cuda``; a clear error otherwise."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}: choose auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator of every random draw in ``epoch`` of run ``seed``."""
     state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
-
-
-@torch.no_grad()
-def predict(
-    model: CycleGuardian, data: SplitData, batch_size: int = 64, device: str | torch.device = "cpu"
-) -> dict[str, np.ndarray]:
-    """Run ``model`` (eval mode) on every cycle of ``data``.
-
-    Returns ``logits`` (N, 4), ``pred`` (N,), ``g`` (N, 128) global vectors and ``clusters``
-    (N, 45) the hard cluster of each group.
-    """
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list] = {"logits": [], "g": [], "clusters": []}
-    for start in range(0, len(data), batch_size):
-        index = np.arange(start, min(start + batch_size, len(data)))
-        out = model(data.spectrograms(index).to(device))
-        parts["logits"].append(out.logits.float().cpu())
-        parts["g"].append(out.g.float().cpu())
-        parts["clusters"].append(out.q.argmax(-1).cpu())
-    model.train(was_training)
-    result = {k: torch.cat(v).numpy() for k, v in parts.items()}
-    result["pred"] = result["logits"].argmax(-1)
-    return result
-
-
-def evaluate(model: CycleGuardian, data: SplitData, batch_size: int, device) -> dict:
-    """ICBHI figures (sp, se, score, acc, confusion) of ``model`` on ``data`` (DESIGN §7)."""
-    return icbhi_scores(data.labels, predict(model, data, batch_size, device)["pred"])
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
@@ -179,7 +123,7 @@ class _Inputs:
 
     def __init__(self, data: SplitData, config: TrainConfig, features: FeatureConfig, device):
         self.data, self.config, self.device = data, config, device
-        self.on_the_fly = config.wave_effects and config.augment.p_wave > 0
+        self.on_the_fly = config.needs_waveforms
         if self.on_the_fly and data.waves is None:
             raise ValueError("wave_effects=True needs the training waveforms (SplitData.waves)")
         self.spectrogram = HybridSpectrogram(features).to(device) if self.on_the_fly else None
@@ -202,10 +146,48 @@ class _Inputs:
         return x
 
 
-def _train_epoch(objective, optimizer, ema, inputs, data, config, epoch, progress) -> dict:
+class _Training:
+    """What a run trains (DESIGN §6): the objective (network and contrastive projector), Adam, the
+    MultiStepLR schedule and the optional EMA of the weights; ``state_dict`` goes into last.pt."""
+
+    def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device):
+        torch.manual_seed(config.seed)  # the initial weights
+        model = CycleGuardian(model_config)
+        self.objective = CycleGuardianObjective(model, config.loss).to(device)
+        self.optimizer = torch.optim.Adam(self.objective.parameters(), lr=config.lr,
+                                          weight_decay=0.0)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, config.scaled_milestones(), gamma=config.gamma
+        )
+        self.ema = None if config.ema_decay is None else AveragedModel(
+            self.objective.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+            use_buffers=True)
+
+    @property
+    def evaluated(self) -> CycleGuardian:
+        """The weights evaluated and saved: the EMA's when there is one, else the model's."""
+        return self.ema.module if self.ema is not None else self.objective.model
+
+    def state_dict(self) -> dict:
+        return {"objective": self.objective.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+
+def _train_epoch(
+    training: _Training, inputs: _Inputs, data: SplitData, config: TrainConfig, epoch: int,
+    progress: bool,
+) -> dict:
     """One epoch of steps; the mean of every loss term and the train accuracy."""
     generator = epoch_generator(config.seed, epoch)
-    device = inputs.device
+    device, objective, optimizer = inputs.device, training.objective, training.optimizer
     sums = {k: torch.zeros((), device=device, dtype=torch.float64) for k in LOSS_TERMS}
     correct, seen = torch.zeros((), device=device, dtype=torch.long), 0
     objective.train()
@@ -224,14 +206,31 @@ def _train_epoch(objective, optimizer, ema, inputs, data, config, epoch, progres
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()
-        if ema is not None:
-            ema.update_parameters(objective.model)
+        if training.ema is not None:
+            training.ema.update_parameters(objective.model)
         for k in LOSS_TERMS:
             sums[k] += terms[k].detach() * len(index)
         correct += (out.logits.argmax(-1) == labels).sum()
         seen += len(index)
     row = {f"loss_{k}": float(v) / max(seen, 1) for k, v in sums.items()}
     row["train_acc"] = float(correct) / max(seen, 1)
+    return row
+
+
+def _epoch(
+    training: _Training, inputs: _Inputs, data: SplitData, eval_data: dict[str, SplitData],
+    config: TrainConfig, epoch: int, progress: bool,
+) -> dict:
+    """One epoch (DESIGN §6-7): its steps, the schedule's step, then every evaluated set; the
+    ``train_log.jsonl`` row."""
+    began = time.perf_counter()
+    row = {"epoch": epoch + 1, "lr": training.optimizer.param_groups[0]["lr"]}
+    row.update(_train_epoch(training, inputs, data, config, epoch, progress))
+    training.scheduler.step()
+    for name, split in eval_data.items():
+        figures = evaluate(training.evaluated, split, config.eval_batch_size, inputs.device)
+        row.update({f"{name}_{k}": v for k, v in figures.items()})
+    row["seconds"] = time.perf_counter() - began
     return row
 
 
@@ -242,6 +241,39 @@ def _better(value: float, best: float | None) -> bool:
     return (-math.inf if math.isnan(value) else value) > (-math.inf if math.isnan(best) else best)
 
 
+def _save(training: _Training, result: TrainResult, row: dict, metrics: dict, static: dict,
+          select: tuple[str, str]) -> None:
+    """``best.pt`` (weights only) when the selection metric improves, then ``last.pt`` (all the
+    training state, for resume). ``metrics``: the epoch's figures of the evaluated sets."""
+    key = f"{select[0]}_{select[1]}"
+    weights = {**static, "model": training.evaluated.state_dict(), "epoch": row["epoch"],
+               "metrics": metrics}
+    if _better(row[key], result.best_metrics[key] if result.best_epoch else None):
+        result.best_epoch, result.best_metrics = row["epoch"], metrics
+        save_checkpoint(result.run_dir / "best.pt", weights)
+    save_checkpoint(result.run_dir / "last.pt", {
+        **weights, **training.state_dict(), "rng": capture_rng(), "history": result.history,
+        "best_epoch": result.best_epoch, "best_metrics": result.best_metrics,
+    })
+
+
+def _resume(training: _Training, result: TrainResult, static: dict, device: torch.device) -> int:
+    """Restore the run from its ``last.pt`` (training state, random states, log, best so far);
+    the epochs it had done (0 when there is no last.pt)."""
+    path = result.run_dir / "last.pt"
+    if not path.is_file():
+        return 0
+    state = load_checkpoint(path, map_location=device)
+    if state["train_config"] != static["train_config"]:
+        raise ValueError(f"{path} was written with another training configuration; "
+                         "resume it with the same one or pass overwrite=True")
+    training.load_state_dict(state)
+    restore_rng(state["rng"])
+    result.history = list(state["history"])
+    result.best_epoch, result.best_metrics = state["best_epoch"], state["best_metrics"]
+    return state["epoch"]  # epochs are counted from 1: the next index to run
+
+
 def train(
     model_config: ModelConfig,
     train_data: SplitData,
@@ -250,7 +282,6 @@ def train(
     run_dir: str | Path,
     *,
     select: tuple[str, str] = ("val", "score"),
-    feature_config: FeatureConfig | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -264,84 +295,33 @@ def train(
     "acc") the original's. ``run_dir`` must be new or empty unless ``resume`` (continue from its
     ``last.pt``) or ``overwrite``. ``meta`` (protocol, data description) is stored in the
     checkpoints. ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint is written.
-    Epochs are counted from 1 in the log, the checkpoints and the result.
-    Raises :class:`TrainingDiverged` on a NaN/inf loss.
+    Epochs are counted from 1 in the log, the checkpoints and the result. Spectrograms computed
+    on the fly follow ``model_config.features``. Raises :class:`TrainingDiverged` on a NaN/inf
+    loss. (Huge-page CPU memory: :mod:`cyclelib.device`.)
     """
     if select[0] not in eval_data:
         raise ValueError(f"select names the set {select[0]!r} but eval_data has {list(eval_data)}")
     if len(train_data) < 2:
         raise ValueError(f"training needs at least 2 cycles, got {len(train_data)}")
     run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    feature_config = feature_config or FeatureConfig()
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    objective = CycleGuardianObjective(CycleGuardian(model_config), config.loss).to(device)
-    optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, config.scaled_milestones(), gamma=config.gamma
-    )
-    ema = None
-    if config.ema_decay is not None:
-        ema = AveragedModel(objective.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-                            use_buffers=True)
-    inputs = _Inputs(train_data, config, feature_config, device)
-    static = {
-        "model_config": asdict(model_config),
-        "feature_config": asdict(feature_config),
-        "train_config": asdict(config),
-        "select": list(select),
-        **(meta or {}),
-    }
+    training = _Training(model_config, config, device)
+    inputs = _Inputs(train_data, config, model_config.features, device)
+    static = {"model_config": asdict(model_config), "train_config": asdict(config),
+              "select": list(select), **(meta or {})}
     result = TrainResult(run_dir)
-    best_value: float | None = None
-    start = 0
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if resume and last_path.is_file():
-        state = load_checkpoint(last_path, map_location=device)
-        if state["train_config"] != static["train_config"]:
-            raise ValueError(f"{last_path} was written with another training configuration; "
-                             "resume it with the same one or pass overwrite=True")
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        restore_rng(state["rng"])
-        result.history = list(state["history"])
-        result.best_epoch, result.best_metrics = state["best_epoch"], state["best_metrics"]
-        best_value = state["best_value"]
-        start = state["epoch"]  # epochs are counted from 1: the next index to run
+    start = _resume(training, result, static, device) if resume else 0
     log_path = run_dir / "train_log.jsonl"
     log_path.write_text("".join(json.dumps(row) + "\n" for row in result.history))
-    evaluated = ema.module if ema is not None else objective.model
     bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs,
                desc=run_dir.name, disable=not progress)
     for epoch in bar:
-        began = time.perf_counter()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(_train_epoch(objective, optimizer, ema, inputs, train_data, config, epoch,
-                                progress))
-        scheduler.step()
-        for name, data in eval_data.items():
-            figures = evaluate(evaluated, data, config.eval_batch_size, device)
-            row.update({f"{name}_{k}": v for k, v in figures.items()})
-        row["seconds"] = time.perf_counter() - began
+        row = _epoch(training, inputs, train_data, eval_data, config, epoch, progress)
         result.history.append(row)
         with log_path.open("a") as log:
             log.write(json.dumps(row) + "\n")
         metrics = {k: v for k, v in row.items() if k.startswith(tuple(eval_data))}
-        if _better(row[f"{select[0]}_{select[1]}"], best_value):
-            best_value, result.best_epoch, result.best_metrics = (
-                row[f"{select[0]}_{select[1]}"], epoch + 1, metrics)
-            save_checkpoint(best_path, {**static, "model": evaluated.state_dict(),
-                                        "epoch": epoch + 1, "metrics": metrics})
-        save_checkpoint(last_path, {
-            **static, "model": evaluated.state_dict(), "epoch": epoch + 1, "metrics": metrics,
-            "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
-            "rng": capture_rng(), "history": result.history, "best_epoch": result.best_epoch,
-            "best_metrics": result.best_metrics, "best_value": best_value,
-        })
+        _save(training, result, row, metrics, static, select)
         bar.set_postfix(loss=f"{row['loss_total']:.3f}",
                         **{select[0]: f"{row[f'{select[0]}_{select[1]}']:.3f}"})
         if on_epoch_end is not None:

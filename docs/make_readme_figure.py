@@ -14,13 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cyclelib import CLASS_NAMES, SAMPLE_RATE  # noqa: E402
-from cyclelib.audio import iter_cycle_waveforms  # noqa: E402
+from cyclelib import CLASS_NAMES, MAP_NAMES, SAMPLE_RATE  # noqa: E402
+from cyclelib.data import iter_cycle_waveforms, scan_icbhi, synthetic_dir  # noqa: E402
 from cyclelib.features import HybridSpectrogram  # noqa: E402
-from cyclelib.icbhi import scan_icbhi  # noqa: E402
-from cyclelib.synthetic import synthetic_dir  # noqa: E402
-
-MAPS = ("constant-Q (CQT)", "gammatone", "mel")
 
 
 def main() -> None:
@@ -36,7 +32,7 @@ def main() -> None:
     axes[0].plot(t, waves[0], lw=0.3, color="0.2")
     axes[0].set(xlim=(0, t[-1]), yticks=[], xlabel="time (s)",
                 title=f"a synthetic '{CLASS_NAMES[3]}' cycle, tiled to 8 s at 22 kHz")
-    for ax, name, image in zip(axes[1:], MAPS, spec, strict=True):
+    for ax, name, image in zip(axes[1:], MAP_NAMES, spec, strict=True):
         ax.imshow(image, origin="lower", aspect="auto", cmap="magma", vmin=-2.5, vmax=3)
         ax.set(ylabel="bin", title=f"{name}: 84 bins × 688 frames, rows standardised")
         for start in range(0, 45 * 15, 15 * 5):  # every fifth group of 20 frames, stride 15

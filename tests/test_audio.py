@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-import cyclelib.audio as audio
-from cyclelib.audio import (
+import cyclelib.data.audio as audio
+from cyclelib.constants import CYCLE_SAMPLES, SAMPLE_RATE
+from cyclelib.data.audio import (
     AudioError,
     cut_cycle,
     fit_length,
@@ -22,7 +23,6 @@ from cyclelib.audio import (
     resample,
     wav_info,
 )
-from cyclelib.constants import CYCLE_SAMPLES, SAMPLE_RATE
 
 FORMATS = [(44100, "PCM_24"), (44100, "PCM_16"), (44100, "PCM_32"), (10000, "PCM_16"),
            (4000, "PCM_16")]  # fmt: skip  # every format of the real recordings (DESIGN §2)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from cyclelib.audio import fit_length
 from cyclelib.augment import (
     EFFECTS,
     AugmentConfig,
@@ -19,6 +18,7 @@ from cyclelib.augment import (
     time_stretch,
     vtlp,
 )
+from cyclelib.data import fit_length
 
 SR = 22_000
 N = 22_000  # 1 s is enough to measure a tone; the functions do not assume 8 s

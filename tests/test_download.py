@@ -16,9 +16,10 @@ import pytest
 import requests
 import soundfile as sf
 
-import cyclelib.download as download
-from cyclelib.download import ARCHIVE, REGISTRY, download_icbhi
-from cyclelib.icbhi import DIAGNOSIS_FILE, SPLIT_FILE, check_data
+import cyclelib.data.download as download
+from cyclelib.data import check_data
+from cyclelib.data.download import ARCHIVE, REGISTRY, download_icbhi
+from cyclelib.data.icbhi import DIAGNOSIS_FILE, SPLIT_FILE
 
 RECORDINGS = {"101_1b1_Al_sc_Meditron": ("0.1\t1.0\t0\t0\n1.0\t1.9\t1\t0\n", "train"),
               "102_1b1_Ar_sc_LittC2SE": ("0.2\t1.5\t0\t1\n", "test")}  # fmt: skip

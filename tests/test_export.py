@@ -22,15 +22,25 @@ from torch.nn import functional as F
 from cyclelib.checkpoint import load_model
 from cyclelib.cli import main
 from cyclelib.constants import CLASS_NAMES, CYCLE_SAMPLES, SAMPLE_RATE
-from cyclelib.deploy import FILES, REPORT, probabilities, sample_cycles
-from cyclelib.export import CycleGuardianInference, MobileRewrites
+from cyclelib.data import load_icbhi, make_synthetic_icbhi, sample_cycles
+from cyclelib.export import (
+    FILES,
+    REPORT,
+    CycleGuardianBundle,
+    CycleGuardianInference,
+    ExecutorchMissing,
+    MobileClassifier,
+    MobileRewrites,
+    OnnxClassifier,
+    input_contract,
+    probabilities,
+    require_executorch,
+)
 from cyclelib.feature_cache import cached_features
-from cyclelib.features import FeatureConfig, HybridSpectrogram
-from cyclelib.icbhi import load_icbhi
-from cyclelib.mobile import ExecutorchMissing, require_executorch
+from cyclelib.features import HybridSpectrogram
 from cyclelib.model import CycleGuardian, ModelConfig
-from cyclelib.synthetic import make_synthetic_icbhi
-from cyclelib.train import SplitData, TrainConfig, train
+from cyclelib.prepare import SplitData
+from cyclelib.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +77,7 @@ def held_out(data_dir):
 @pytest.fixture(scope="module")
 def reference(checkpoint, held_out):
     """Eager PyTorch probabilities (N, 4) of the checkpoint on the held-out cycles."""
-    model, feature_config, _ = load_model(checkpoint)
-    return probabilities(CycleGuardianInference(model, feature_config), held_out[0])
+    return probabilities(CycleGuardianBundle(checkpoint).get_model(), held_out[0])
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +117,18 @@ def test_inference_module_is_spectrogram_network_softmax() -> None:
     torch.testing.assert_close(probs, torch.softmax(logits, -1), rtol=0, atol=1e-6)
 
 
-def test_inference_module_refuses_a_feature_config_the_model_cannot_take() -> None:
-    model = CycleGuardian(ModelConfig.small())
-    with pytest.raises(ValueError, match="FeatureConfig the model was trained with"):
-        CycleGuardianInference(model, FeatureConfig(hop_length=128))
+def test_bundle_knows_rate_and_contract_and_gives_the_inference_module(checkpoint) -> None:
+    bundle = CycleGuardianBundle(checkpoint)
+    assert (bundle.sample_rate, bundle.num_samples) == (SAMPLE_RATE, CYCLE_SAMPLES)
+    assert bundle.class_names == CLASS_NAMES and bundle.contract == input_contract()
+    assert bundle.contract["input"]["shape"] == [1, CYCLE_SAMPLES]
+    model, features, meta = load_model(checkpoint)
+    assert bundle.feature_config == features and bundle.trained_on == meta["data"]["folder"]
+    inference = bundle.get_model()
+    assert not inference.training and inference.frontend.config == features
+    audio = 0.1 * torch.randn(2, CYCLE_SAMPLES)
+    with torch.no_grad():
+        torch.testing.assert_close(inference(audio), CycleGuardianInference(model)(audio))
 
 
 class _FrontEndOps(torch.nn.Module):
@@ -152,8 +169,6 @@ def test_missing_executorch_message_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "executorch", None)
     with pytest.raises(ExecutorchMissing, match=r'pip install "cyclelib\[export\]"'):
         require_executorch("Loading a .pte")
-    from cyclelib.mobile import MobileClassifier
-
     with pytest.raises(ImportError, match="Loading a .pte needs ExecuTorch"):
         MobileClassifier.load("model.pte")
     stderr = io.StringIO()
@@ -176,20 +191,14 @@ def _check_parity(classifier, held_out, reference) -> None:
 
 
 def test_onnxruntime_matches_eager_within_1e4_on_20_cycles(onnx_run, held_out, reference):
-    from cyclelib.mobile import OnnxClassifier
-
     _check_parity(OnnxClassifier.load(onnx_run[0] / FILES["onnx"]), held_out, reference)
 
 
 def test_pte_fp32_matches_eager_within_1e4_on_20_cycles(pte_run, held_out, reference):
-    from cyclelib.mobile import MobileClassifier
-
     _check_parity(MobileClassifier.load(pte_run[0] / FILES["pte_fp32"]), held_out, reference)
 
 
 def test_pte_int8_agrees_with_fp32_on_95_percent_of_held_out_cycles(pte_run, held_out, reference):
-    from cyclelib.mobile import MobileClassifier
-
     waves = held_out[0]
     int8 = MobileClassifier.load(pte_run[0] / FILES["pte_int8"]).predict_proba(waves, SAMPLE_RATE)
     assert len(waves) >= 20
@@ -240,8 +249,6 @@ def test_cli_writes_files_sidecars_and_report(pte_run, checkpoint) -> None:
     ids=["length", "sample-rate", "dtype", "nan", "rank", "empty", "list"],
 )
 def test_wrapper_rejects_bad_input_saying_what_it_expected(pte_run, audio, sample_rate, message):
-    from cyclelib.mobile import MobileClassifier
-
     classifier = MobileClassifier.load(pte_run[0] / FILES["pte_fp32"])
     with pytest.raises(ValueError, match=message) as error:
         classifier.predict_proba(audio, sample_rate)
@@ -250,8 +257,6 @@ def test_wrapper_rejects_bad_input_saying_what_it_expected(pte_run, audio, sampl
 
 def test_wrapper_names_a_missing_or_broken_file(tmp_path) -> None:
     pytest.importorskip("executorch.runtime")
-    from cyclelib.mobile import MobileClassifier
-
     with pytest.raises(FileNotFoundError, match="no ExecuTorch program at"):
         MobileClassifier.load(tmp_path / "missing.pte")
     (tmp_path / "broken.pte").write_bytes(b"not a program")
@@ -260,8 +265,6 @@ def test_wrapper_names_a_missing_or_broken_file(tmp_path) -> None:
 
 
 def test_wrapper_accepts_one_cycle_or_a_batch(pte_run, held_out) -> None:
-    from cyclelib.mobile import MobileClassifier
-
     classifier = MobileClassifier.load(pte_run[0] / FILES["pte_fp32"])
     waves = held_out[0][:2]
     batch = classifier.predict_proba(waves, SAMPLE_RATE)

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from cyclelib import feature_cache
-from cyclelib.audio import AudioError, cut_cycle, load_recording
+from cyclelib.data import AudioError, cut_cycle, load_recording
 from cyclelib.feature_cache import DATA_FILE, MANIFEST, cached_features
 from cyclelib.features import FeatureConfig, HybridSpectrogram
 

@@ -37,8 +37,7 @@ def tone(freq: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def real_cycles(icbhi_dir: Path) -> list[tuple[str, np.ndarray]]:
     """One real cycle per stethoscope (4 devices, native rates 4 kHz and 44.1 kHz), at 22 kHz."""
-    from cyclelib.audio import cut_cycle, load_recording
-    from cyclelib.icbhi import scan_icbhi
+    from cyclelib.data import cut_cycle, load_recording, scan_icbhi
 
     cycles = scan_icbhi(icbhi_dir).cycles
     picks = cycles[cycles["has_audio"]].groupby("device").head(1)

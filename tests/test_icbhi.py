@@ -1,4 +1,5 @@
-"""The ICBHI reader (DESIGN §2): names, strict annotations, split aliases, one-pass problems."""
+"""The ICBHI files and the folder scan (DESIGN §2): names, strict annotations, split aliases,
+one-pass problems."""
 
 from __future__ import annotations
 
@@ -11,17 +12,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from cyclelib.icbhi import (
-    END_TOLERANCE_S,
-    SPLIT_FILE,
-    DataError,
-    check_data,
-    load_icbhi,
-    parse_recording_name,
-    read_annotation,
-    read_demographics,
-    scan_icbhi,
-)
+from cyclelib.data import DataError, check_data, load_icbhi, parse_recording_name, scan_icbhi
+from cyclelib.data.icbhi import END_TOLERANCE_S, SPLIT_FILE, read_annotation, read_demographics
 
 A, B, C = "101_1b1_Al_sc_Meditron", "102_1b1_Ar_sc_LittC2SE", "103_2b2_Tc_mc_AKGC417L"
 CYCLE_COLUMNS = [

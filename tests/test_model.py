@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -317,15 +314,3 @@ def test_runs_on_cuda() -> None:
     model = CycleGuardian(ModelConfig.small()).cuda()
     out = model(spectrograms(2).cuda())
     assert out.logits.device.type == "cuda" and bool(torch.isfinite(out.logits).all())
-
-
-@pytest.mark.parametrize(("user_setting", "expected"), [(None, "1"), ("0", "0")])
-def test_importing_cyclelib_turns_on_huge_page_tensors_unless_the_user_said_no(
-    user_setting, expected
-) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    if user_setting is not None:
-        env["THP_MEM_ALLOC_ENABLE"] = user_setting
-    code = "import os, cyclelib; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.stdout.strip() == expected, done.stderr

@@ -139,7 +139,7 @@ def _synthetic(name: str, run_folder: Path) -> Executed:
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_01_counts_what_is_in_the_folder(run_folder: Path) -> None:
-    from cyclelib.synthetic import synthetic_dir
+    from cyclelib.data import synthetic_dir
 
     folder = synthetic_dir()
     recordings = sorted(folder.glob("[0-9]*_*.txt"))

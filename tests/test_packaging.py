@@ -1,10 +1,20 @@
-"""The two ways to install (pip and conda) name the same packages at the same pins."""
+"""Packaging and the public API: pip and conda name the same pins, the wheel holds every
+package, one version string, an import without side effects, at most three cyclelib modules
+per notebook."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -36,3 +46,66 @@ def test_environment_yml_installs_this_package_with_its_extras() -> None:
     assert match and set(match[1].split(",")) == set(extras["optional-dependencies"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "conda-forge" in env["channels"] and "python=3.11" in env["dependencies"]
+
+
+def test_every_package_of_the_source_tree_goes_into_the_wheel() -> None:
+    from setuptools import find_namespace_packages
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set(find_namespace_packages(where=str(REPO), **config["packages"]["find"]))
+    packages = {".".join(p.parent.relative_to(REPO).parts)
+                for p in (REPO / "cyclelib").rglob("*.py") if "__pycache__" not in p.parts}
+    assert packages <= found, f"left out of the wheel: {sorted(packages - found)}"
+
+
+def test_the_version_has_one_source() -> None:
+    import cyclelib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cyclelib.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", cyclelib.__version__)
+
+
+def test_import_loads_no_torch_and_sets_nothing() -> None:
+    code = ("import os, sys; before = dict(os.environ); import cyclelib; "
+            "assert 'torch' not in sys.modules, 'import cyclelib loaded torch'; "
+            "import cyclelib.train, cyclelib.reproduction, cyclelib.export, cyclelib.viz.model; "
+            "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=env)
+
+
+def test_public_names_are_their_modules_objects_whatever_was_imported_first() -> None:
+    import cyclelib
+
+    for module in cyclelib._API:  # importing every module must not shadow a public name
+        importlib.import_module(module)
+    for name, module in cyclelib._HOME.items():
+        assert getattr(cyclelib, name) is getattr(importlib.import_module(module), name), name
+
+
+def _cyclelib_modules(notebook: Path) -> set[str]:
+    """The cyclelib modules a notebook imports from: ``from cyclelib.viz import data`` counts as
+    cyclelib.viz.data (a module), ``from cyclelib import reproduce`` as cyclelib."""
+    modules = set()
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, ast.Import):
+                modules |= {a.name for a in node.names if a.name.split(".")[0] == "cyclelib"}
+            elif isinstance(node, ast.ImportFrom) and node.module.split(".")[0] == "cyclelib":
+                folder = REPO.joinpath(*node.module.split("."))
+                for alias in node.names:
+                    is_module = (folder / f"{alias.name}.py").is_file() or (
+                        folder / alias.name / "__init__.py").is_file()
+                    modules.add(f"{node.module}.{alias.name}" if is_module else node.module)
+    return modules
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_each_notebook_imports_from_at_most_three_cyclelib_modules(notebook: Path) -> None:
+    modules = _cyclelib_modules(notebook)
+    assert modules and len(modules) <= 3, sorted(modules)

@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 from scipy.signal import stft, welch
 
-from cyclelib import synthetic
-from cyclelib.synthetic import (
+from cyclelib.data import synthetic
+from cyclelib.data.synthetic import (
     CLASS_FRACTIONS,
     DEVICES,
+    is_synthetic,
     make_synthetic_icbhi,
-    resolve_data_dir,
     synthetic_dir,
 )
 
@@ -32,7 +32,7 @@ def folder() -> Path:
 
 @pytest.fixture(scope="module")
 def cycles(folder: Path) -> pd.DataFrame:
-    """One row per cycle, read straight from the files (independent of cyclelib.icbhi)."""
+    """One row per cycle, read straight from the files (independent of cyclelib.data's readers)."""
     split = dict(
         line.split("\t") for line in (folder / synthetic.SPLIT_FILE).read_text().splitlines()
     )
@@ -191,19 +191,15 @@ def test_synthetic_dir_is_cached_and_atomic(folder: Path) -> None:
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
 
-def test_resolve_data_dir(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert resolve_data_dir(None) == (folder, True)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "SYNTHETIC" in out and "not ICBHI" in out and str(folder) in out
-    assert resolve_data_dir(str(folder)) == (folder, False)
-    with pytest.raises(ValueError, match="does not exist.*cyclelib download"):
-        resolve_data_dir(tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="no ICBHI_challenge_train_test.txt.*README"):
-        resolve_data_dir(tmp_path)
+def test_is_synthetic_by_patient_numbers(folder: Path, tmp_path: Path) -> None:
+    assert is_synthetic(folder) and not is_synthetic(tmp_path)  # an empty folder is not
+    (tmp_path / "226_1b1_Pl_sc_LittC2SE.txt").write_text("0.1\t1.0\t0\t0\n")  # a real patient
+    (tmp_path / "301_1b1_Pl_sc_LittC2SE.txt").write_text("0.1\t1.0\t0\t0\n")
+    assert not is_synthetic(tmp_path)
 
 
 def test_real_loader_accepts_the_set(folder: Path, cycles: pd.DataFrame) -> None:
-    from cyclelib.icbhi import check_data
+    from cyclelib.data import check_data
 
     report = check_data(folder)
     assert report["problems"] == []

@@ -2,7 +2,7 @@
 checkpoints, EMA, schedule scaling, the on-the-fly waveform path, and load_model round trips.
 
 Inputs are random spectrograms (the trainer does not care what they show), so these tests need
-no audio and stay fast; learning on real sounds is tested in test_reproduce.py.
+no audio and stay fast; learning on real sounds is tested in test_reproduction.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 
 from cyclelib.augment import AugmentConfig
 from cyclelib.checkpoint import (
+    FORMAT_VERSION,
     RunExistsError,
     capture_rng,
     load_checkpoint,
@@ -22,18 +23,12 @@ from cyclelib.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from cyclelib.device import resolve_device
+from cyclelib.evaluation import evaluate
 from cyclelib.features import FeatureConfig
 from cyclelib.model import CycleGuardian, ModelConfig
-from cyclelib.train import (
-    LOSS_TERMS,
-    SplitData,
-    TrainConfig,
-    TrainingDiverged,
-    _Inputs,
-    evaluate,
-    resolve_device,
-    train,
-)
+from cyclelib.prepare import SplitData
+from cyclelib.train import LOSS_TERMS, TrainConfig, TrainingDiverged, _Inputs, train
 
 TINY = TrainConfig.quick(epochs=3, batch_size=8, device="cpu", ema_decay=0.1)
 
@@ -139,6 +134,17 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left
 
 
+def test_a_checkpoint_of_another_format_is_refused_clearly(tmp_path) -> None:
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "model_config": {}})
+    assert load_checkpoint(path)["format_version"] == FORMAT_VERSION
+    old = {**load_checkpoint(path), "format_version": FORMAT_VERSION - 1}
+    torch.save(old, path)
+    with pytest.raises(ValueError, match=rf"ck.pt is a checkpoint of format {FORMAT_VERSION - 1}, "
+                                         rf"but this cyclelib reads format {FORMAT_VERSION}"):
+        load_model(path)
+
+
 def test_rng_states_round_trip() -> None:
     state = capture_rng()
     first = (torch.rand(3), np.random.rand(3), __import__("random").random())  # noqa: NPY002
@@ -166,7 +172,8 @@ def test_milestones_scale_with_the_number_of_epochs() -> None:
 
 
 def test_device_names() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu") == resolve_device(torch.device("cpu"))
+    assert resolve_device(None) == resolve_device("auto")
     with pytest.raises(ValueError, match="auto, cpu or cuda"):
         resolve_device("tpu")
 

@@ -16,12 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from cyclelib.audio import cut_cycle, load_recording
 from cyclelib.constants import CLASS_NAMES, SAMPLE_RATE
+from cyclelib.data import cut_cycle, load_recording, scan_icbhi, synthetic_dir
 from cyclelib.features import FeatureConfig
-from cyclelib.icbhi import scan_icbhi
 from cyclelib.model import ModelConfig
-from cyclelib.synthetic import synthetic_dir
 from cyclelib.viz import data as vd
 from cyclelib.viz import model as vm
 from cyclelib.viz import spectrogram as vs

@@ -1,6 +1,6 @@
 """Pictures of the database for notebook 01 (DESIGN §2–3): who, what device, how long, which class.
 
-Every plot function takes the tables of :func:`cyclelib.icbhi.scan_icbhi` and returns the
+Every plot function takes the tables of :func:`cyclelib.data.scan_icbhi` and returns the
 matplotlib figure it drew, so a notebook shows it and a script can save it. :func:`class_player`
 is the chapter's widget: a class drop-down and a player for a random cycle of that class.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from cyclelib.audio import load_recording
 from cyclelib.constants import CLASS_NAMES, CYCLE_SECONDS, SAMPLE_RATE
+from cyclelib.data.audio import load_recording
 from cyclelib.viz.widgets import audio_player, dropdown, wav_bytes
 
 _PALETTE = dict(zip(CLASS_NAMES, sns.color_palette("colorblind", len(CLASS_NAMES)), strict=True))

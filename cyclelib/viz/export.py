@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from cyclelib.constants import MAP_NAMES
+
 INT8_RANGE_DB = 20 * np.log10(127)  # amplitude range one symmetric int8 scale resolves: 42 dB
 RUNTIMES = {  # key in the report / latency dicts -> label
     "eager_fp32": "eager PyTorch fp32",
@@ -19,7 +21,6 @@ RUNTIMES = {  # key in the report / latency dicts -> label
     "onnx": "onnxruntime fp32",
     "eager_frontend": "front end alone (eager fp32)",
 }
-MAP_NAMES = ("CQT", "gammatone", "mel")  # channels of the hybrid spectrogram (DESIGN §4)
 
 
 def size_latency_table(

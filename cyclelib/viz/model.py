@@ -14,12 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cyclelib.constants import CLASS_NAMES, SAMPLE_RATE
+from cyclelib.constants import CLASS_NAMES, MAP_NAMES
 from cyclelib.model import CycleGuardian, ModelConfig, count_flops, parameter_counts
 from cyclelib.viz.widgets import figure_explorer, slider
-
-HOP_SECONDS = 256 / SAMPLE_RATE  # one spectrogram frame (DESIGN §4)
-MAP_NAMES = ("CQT", "gammatone", "mel")  # the three channels of the hybrid spectrogram
 
 
 def parameter_table(model: CycleGuardian) -> pd.DataFrame:
@@ -37,7 +34,7 @@ def config_table(configs: dict[str, ModelConfig]) -> pd.DataFrame:
     for name, config in configs.items():
         model = CycleGuardian(config)
         params = sum(p.numel() for p in model.parameters())
-        x = torch.zeros(1, config.in_channels, config.n_bins, config.n_frames)
+        x = torch.zeros(1, config.in_channels, config.features.n_bins, config.features.n_frames)
         rows.append(
             {
                 "config": name,
@@ -67,11 +64,12 @@ def plot_cluster_timeline(
     assignment argmax_k q_ik that the cluster fusion uses. Bottom: map ``channel`` of ``spec``
     (3, 84, 688), with the 20 frames of the first group outlined.
     """
-    config = config or ModelConfig()
+    features = (config or ModelConfig()).features
+    frame = features.hop_length / features.sample_rate  # seconds per spectrogram frame
     spec, q = np.asarray(spec), np.asarray(q)
     n_groups, n_clusters = q.shape
-    seconds = config.group_stride * HOP_SECONDS
-    centres = (np.arange(n_groups) * config.group_stride + config.group_size / 2) * HOP_SECONDS
+    seconds = features.group_stride * frame
+    centres = (np.arange(n_groups) * features.group_stride + features.group_size / 2) * frame
     hard = q.argmax(1)
 
     fig, (top, bottom) = plt.subplots(
@@ -91,9 +89,9 @@ def plot_cluster_timeline(
         origin="lower",
         aspect="auto",
         cmap="magma",
-        extent=(0, frames * HOP_SECONDS, 0, bins),
+        extent=(0, frames * frame, 0, bins),
     )
-    first = plt.Rectangle((0, 0), config.group_size * HOP_SECONDS, bins, fill=False, ec="c", lw=2)
+    first = plt.Rectangle((0, 0), features.group_size * frame, bins, fill=False, ec="c", lw=2)
     bottom.add_patch(first)
     bottom.text(0.02, bins * 0.9, " group 0", color="c", fontsize=8)
     bottom.set(xlabel="time (s)", ylabel=f"{MAP_NAMES[channel]} bin")

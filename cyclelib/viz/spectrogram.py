@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
+from cyclelib.constants import MAP_NAMES
 from cyclelib.features import FeatureConfig, HybridSpectrogram
 from cyclelib.filterbanks import (
     cqt_frequencies,
@@ -27,8 +28,6 @@ from cyclelib.filterbanks import (
     mel_filterbank,
 )
 from cyclelib.viz.widgets import dropdown, figure_explorer, slider
-
-MAP_NAMES = ("constant-Q (CQT)", "gammatone", "mel")  # channel order of the hybrid spectrogram
 
 # What the explorer offers; every combination is a valid FeatureConfig (tests check them all).
 EXPLORER_OPTIONS: dict[str, tuple] = {

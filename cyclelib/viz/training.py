@@ -1,6 +1,6 @@
 """Pictures of training and evaluation for notebook 04 (DESIGN §6-7).
 
-Each function takes what :func:`cyclelib.train.train` and :func:`cyclelib.train.predict` return
+Each function takes what :func:`cyclelib.train.train` and :func:`cyclelib.evaluation.predict` return
 (the per-epoch history, labels, global vectors, cluster assignments) and returns its figure.
 """
 

@@ -1,29 +1,23 @@
-"""Mobile export (DESIGN §8): one file from raw audio to class probabilities.
+"""From the inference module to the files a phone runs (DESIGN §8): capture and lowering.
 
-:class:`CycleGuardianInference` chains the hybrid spectrogram front end (DESIGN §4), the
-network's logits-only path (DESIGN §5) and a softmax: (1, 176000) float32 audio at 22,000 Hz ->
-(1, 4) probabilities. ``torch.export`` captures it whole (the front end is real-valued
-convolutions and matmuls; :class:`MobileRewrites` records two of its operations in the form
-ExecuTorch runs fastest), and from that one program come:
+:func:`capture` is ``torch.export`` of :class:`~cyclelib.export.CycleGuardianInference` (the front
+end is real-valued convolutions and matmuls; :class:`MobileRewrites` records two of its
+operations in the form ExecuTorch runs fastest). From that one program come:
 
 - ``.pte`` fp32: ``to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])``, the
   ExecuTorch program a phone runs (:func:`export_pte`);
 - ``.pte`` int8: the network quantised by PT2E, the front end kept fp32
-  (:mod:`cyclelib.quantize`), lowered the same way;
+  (:mod:`cyclelib.export.quantisation`), lowered the same way;
 - ``.onnx``: ``torch.onnx.export(..., dynamo=True)``, the cross-check for other runtimes
   (:func:`export_onnx`).
 
-Beside each file, ``<file>.json`` holds the input contract, class names, both configs, the
-sha256 of the checkpoint it came from and its own size (:func:`write_sidecar`). ExecuTorch is an
-optional extra, imported inside functions (:func:`cyclelib.mobile.require_executorch`).
+ExecuTorch is an optional extra (it has no Windows wheel), imported inside functions;
+:func:`require_executorch` turns its absence into a message saying how to install it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,40 +26,23 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from cyclelib.constants import CYCLE_SAMPLES
-from cyclelib.features import FeatureConfig, HybridSpectrogram
-from cyclelib.mobile import input_contract, require_executorch, sidecar_path
-from cyclelib.model import CycleGuardian, LogitsOnly
 
-ORIGINAL_WEIGHTS_MB = 27.2  # the original's fp32 weights (its README's "27M", DESIGN §5)
+INSTALL_HINT = 'install the export extra: pip install "cyclelib[export]" (not on Windows)'
 
 
-class CycleGuardianInference(nn.Module):
-    """Raw audio (1, 176000) float32 at 22 kHz -> class probabilities (1, 4) (DESIGN §8).
+class ExecutorchMissing(ImportError):
+    """ExecuTorch is not installed; the message says how to install it."""
 
-    ``frontend`` is the :class:`~cyclelib.features.HybridSpectrogram` (B, 176000) -> (B, 3, 84,
-    688); ``network`` the model's logits-only path (B, 3, 84, 688) -> (B, 4); then a softmax.
-    The module is put in eval mode (BatchNorm running statistics) and shares the model's weights.
-    """
 
-    def __init__(self, model: CycleGuardian, feature_config: FeatureConfig | None = None) -> None:
-        super().__init__()
-        feature_config = feature_config or FeatureConfig()
-        c = model.config
-        spec = (c.n_bins, c.n_frames, c.group_size, c.group_stride)
-        features = (feature_config.n_bins, feature_config.n_frames, feature_config.group_size,
-                    feature_config.group_stride)
-        if spec != features:
-            raise ValueError(
-                f"the model expects (bins, frames, group size, stride) = {spec} but the feature "
-                f"config gives {features}: use the FeatureConfig the model was trained with"
-            )
-        self.frontend = HybridSpectrogram(feature_config)
-        self.network = LogitsOnly(model)
-        self.eval()
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, 176000) float32 raw audio -> (B, 4) class probabilities."""
-        return torch.softmax(self.network(self.frontend(audio)), dim=-1)
+def require_executorch(purpose: str) -> None:
+    """Import ``executorch`` or raise :class:`ExecutorchMissing` naming ``purpose`` and the fix."""
+    try:
+        import executorch  # noqa: F401
+    except ImportError as err:
+        raise ExecutorchMissing(
+            f"{purpose} needs ExecuTorch, which is not installed here: {INSTALL_HINT}. "
+            "ONNX export (--onnx) works without it."
+        ) from err
 
 
 def example_audio(seed: int = 0) -> torch.Tensor:
@@ -178,40 +155,3 @@ def export_onnx(program: torch.export.ExportedProgram, path: str | Path) -> Path
     torch.onnx.export(program, f=str(path), dynamo=True, external_data=False, verbose=False,
                       input_names=["audio"], output_names=["probabilities"])
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_sidecar(
-    path: str | Path,
-    model: CycleGuardian,
-    feature_config: FeatureConfig,
-    checkpoint: str | Path | None,
-    **details: object,
-) -> Path:
-    """Write ``<path>.json``: contract, class names, configs, checkpoint sha256, own size.
-
-    ``details`` (format, precision, quantisation, ...) are stored as given.
-    """
-    path = Path(path)
-    record = {
-        "file": path.name,
-        "size_bytes": path.stat().st_size,
-        **details,
-        **input_contract(),
-        "model_config": asdict(model.config),
-        "feature_config": asdict(feature_config),
-        "checkpoint": None if checkpoint is None else {
-            "file": Path(checkpoint).name, "sha256": file_sha256(checkpoint)},
-        "torch": torch.__version__,
-    }
-    side = sidecar_path(path)
-    side.write_text(json.dumps(record, indent=2))
-    return side

@@ -2,8 +2,8 @@
 
 The archive ``ICBHI_final_database.zip`` and, in the same folder of the host, the official split
 and diagnosis files. The archive's ``.wav`` and ``.txt`` files are flattened into one folder
-beside the split and diagnosis files, the layout :func:`cyclelib.icbhi.scan_icbhi` reads, and the
-result is checked like :func:`cyclelib.icbhi.check_data` does.
+beside the split and diagnosis files, the layout :func:`cyclelib.data.folder.scan_icbhi` reads, and
+the result is checked like :func:`cyclelib.data.folder.check_data` does.
 
 The host's TLS certificate is often broken: ``verify_tls=False`` skips certificate checks (the
 files are still compared with the registry's sha256 hashes when those are known).
@@ -18,7 +18,8 @@ from pathlib import Path
 import pooch
 import requests
 
-from cyclelib.icbhi import DIAGNOSIS_FILE, SPLIT_FILE, DataError, scan_icbhi
+from cyclelib.data.folder import scan_icbhi
+from cyclelib.data.icbhi import DIAGNOSIS_FILE, SPLIT_FILE, DataError
 from cyclelib.paths import cache_dir
 
 BASE_URL = "https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/"

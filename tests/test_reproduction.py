@@ -10,11 +10,10 @@ import time
 
 import pytest
 
+from cyclelib import evaluate_checkpoint, read_history, reproduce
 from cyclelib.checkpoint import RunExistsError
 from cyclelib.cli import main
-from cyclelib.icbhi import scan_icbhi
-from cyclelib.reproduce import evaluate_checkpoint, read_history, reproduce
-from cyclelib.synthetic import make_synthetic_icbhi
+from cyclelib.data import make_synthetic_icbhi, scan_icbhi
 
 TIMING_KEYS = {"wall_seconds", "out"}
 

@@ -1,10 +1,8 @@
-"""The ICBHI 2017 database on disk: names, annotations, the official split, metadata (DESIGN §2).
+"""The ICBHI 2017 files (DESIGN §2): recording names, annotations, the official split, metadata.
 
-:func:`scan_icbhi` reads a folder laid out like the official download (``{recording}.wav`` and
-``{recording}.txt`` side by side, plus the split, diagnosis and demographics files) in one pass
-and collects *every* problem it finds, each naming its file and line, instead of stopping at the
-first. :func:`check_data` turns the result into the JSON report of ``cyclelib check-data``;
-:func:`load_icbhi` raises :class:`DataError` for callers that need clean data.
+Each reader takes one text file laid out like the official download and returns its valid rows
+and a :class:`Problem` for *every* bad line, naming its file and line, instead of stopping at
+the first; :func:`cyclelib.data.folder.scan_icbhi` reads a whole folder with them.
 
 Joins use the device-independent prefix ``{patient}_{index}_{location}_{mode}`` because the
 owners renamed the device of some files after the challenge (DESIGN §2): the split's
@@ -15,16 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from cyclelib.audio import AudioError, wav_info
-from cyclelib.constants import CLASS_NAMES
 
 DEVICES = ("AKGC417L", "Meditron", "LittC2SE", "Litt3200")
 LOCATIONS = ("Tc", "Al", "Ar", "Pl", "Pr", "Ll", "Lr")
@@ -35,11 +29,7 @@ DIAGNOSIS_FILE = "ICBHI_Challenge_diagnosis.txt"
 DEMOGRAPHICS_FILE = "ICBHI_Challenge_demographic_information.txt"
 DEMOGRAPHIC_COLUMNS = ("patient", "age", "sex", "adult_bmi", "child_weight", "child_height")
 END_TOLERANCE_S = 0.05  # an annotated end may pass the audio's end by this much (rounding)
-_RECORDING_COLUMNS = [  # ICBHI.recordings; "cycles" counts its annotated cycles
-    "recording", "patient", "index", "location", "mode", "device", "split", "cycles",
-    "has_audio", "sample_rate", "duration", "subtype",
-]  # fmt: skip
-_NAME = re.compile(
+RECORDING_NAME = re.compile(
     rf"(\d+)_(\d+[a-z]\d+)_({'|'.join(LOCATIONS)})_({'|'.join(MODES)})_({'|'.join(DEVICES)})"
 )
 
@@ -63,7 +53,7 @@ class RecordingName:
 
 def parse_recording_name(name: str) -> RecordingName:
     """Parse a recording name (file stem) such as ``101_1b1_Al_sc_Meditron``; ValueError if not."""
-    match = _NAME.fullmatch(name)
+    match = RECORDING_NAME.fullmatch(name)
     if match is None:
         raise ValueError(
             f"{name!r} is not a recording name {{patient}}_{{index}}_{{location}}_{{mode}}_"
@@ -183,7 +173,7 @@ def read_split(
             message = f"expected 2 columns (recording, train|test), found {len(fields)}"
         elif fields[1] not in SPLITS:
             message = f"split {fields[1]!r} must be 'train' or 'test'"
-        elif _NAME.fullmatch(fields[0]) is None:
+        elif RECORDING_NAME.fullmatch(fields[0]) is None:
             message = f"{fields[0]!r} is not a recording name"
         elif (stem := prefixes.get(parse_recording_name(fields[0]).prefix)) is None:
             message = f"unknown recording {fields[0]}: no annotation file has its prefix"
@@ -243,158 +233,3 @@ def read_demographics(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     """The demographics file as columns patient, age (years), sex (M/F), adult_bmi (kg/m²),
     child_weight (kg), child_height (cm); the marker "NA" becomes a missing value (NaN)."""
     return _read_table(Path(path), DEMOGRAPHIC_COLUMNS)
-
-
-@dataclass
-class ICBHI:
-    """A scanned ICBHI folder (DESIGN §2).
-
-    ``cycles``: one row per respiratory cycle in recording-then-time order, columns recording,
-    patient, location, mode, device, cycle (index in its recording), start, end (s), crackle,
-    wheeze (0/1), label (crackle + 2·wheeze), split (train/test), sample_rate (native; 0 without
-    audio), has_audio. ``recordings``: one row per annotated recording (name fields, split,
-    cycles, has_audio, sample_rate, duration, subtype).
-    """
-
-    data_dir: Path
-    cycles: pd.DataFrame  # one row per respiratory cycle, recording-then-time order
-    recordings: pd.DataFrame  # one row per annotated recording
-    aliases: dict[str, str]  # split-file name -> recording name, where the device differs
-    problems: list[Problem]
-    diagnosis: pd.DataFrame = field(default_factory=pd.DataFrame)  # patient, diagnosis
-    demographics: pd.DataFrame = field(default_factory=pd.DataFrame)  # see read_demographics
-
-    def raise_on_problems(self) -> ICBHI:
-        """Return self when clean; otherwise raise :class:`DataError` listing the problems."""
-        if self.problems:
-            raise DataError(self.problems)
-        return self
-
-    def report(self) -> dict:
-        """The JSON-able report of ``cyclelib check-data`` (the :func:`check_data` contract)."""
-        split = {}
-        for name in SPLITS:
-            labels = self.cycles.loc[self.cycles["split"] == name, "label"].to_numpy()
-            counts = np.bincount(labels.astype(np.int64), minlength=len(CLASS_NAMES))
-            split[name] = {
-                "recordings": int((self.recordings["split"] == name).sum()),
-                "cycles": len(labels),
-                **{label: int(count) for label, count in zip(CLASS_NAMES, counts, strict=True)},
-            }
-        with_audio = int(self.recordings["has_audio"].sum())
-        return {
-            "data_dir": str(self.data_dir),
-            "recordings": len(self.recordings),
-            "recordings_with_audio": with_audio,
-            "cycles": len(self.cycles),
-            "split": split,
-            "aliases": dict(self.aliases),
-            "missing_audio": len(self.recordings) - with_audio,
-            "problems": [asdict(problem) for problem in self.problems],
-        }
-
-
-def _recording_files(data_dir: Path, problems: list[Problem]) -> tuple[dict, dict]:
-    """``{stem: path}`` of the annotation and audio files: names that parse as recordings.
-
-    Other files (readmes, ``filename_format.txt``, ``patient_diagnosis.csv``) are ignored.
-    """
-    files: dict[str, dict[str, Path]] = {".txt": {}, ".wav": {}}
-    if not data_dir.is_dir():
-        problems.append(Problem(str(data_dir), None, "data folder not found"))
-        return files[".txt"], files[".wav"]
-    for entry in os.scandir(data_dir):
-        stem, suffix = os.path.splitext(entry.name)
-        if suffix.lower() in files and _NAME.fullmatch(stem) and entry.is_file():
-            files[suffix.lower()][stem] = Path(entry.path)
-    if not files[".txt"]:
-        message = "no annotation files {recording}.txt: point at the folder holding them"
-        problems.append(Problem(str(data_dir), None, message))
-    return files[".txt"], files[".wav"]
-
-
-def _metadata(path: Path, reader, patients: set[int], problems: list[Problem]) -> pd.DataFrame:
-    """Read an optional per-patient file; patients with recordings but no entry are a problem."""
-    if not path.is_file():
-        return pd.DataFrame()
-    table, found = reader(path)
-    problems.extend(found)
-    if missing := sorted(patients - set(table["patient"])):
-        problems.append(Problem(str(path), None, f"no entry for patient(s) {missing}"))
-    return table
-
-
-def scan_icbhi(data_dir: str | Path) -> ICBHI:
-    """Scan an ICBHI folder in one pass, collecting every problem (DESIGN §2).
-
-    Annotated recordings whose audio is absent are kept (``has_audio`` False), not problems;
-    audio without an annotation, unreadable audio and bad annotation, split or metadata lines
-    are problems.
-    """
-    data_dir = Path(data_dir).expanduser()
-    problems: list[Problem] = []
-    txts, wavs = _recording_files(data_dir, problems)
-    prefixes: dict[str, str] = {}
-    for stem in sorted(txts):
-        prefix = parse_recording_name(stem).prefix
-        if prefix in prefixes:
-            message = f"same prefix {prefix} as {prefixes[prefix]}.txt: one recording, two names"
-            problems.append(Problem(str(txts[stem]), None, message))
-        else:
-            prefixes[prefix] = stem
-    for stem in sorted(set(wavs) - set(txts)):
-        twin = prefixes.get(parse_recording_name(stem).prefix)
-        hint = f" ({twin}.txt has its prefix: make the device names agree)" if twin else ""
-        problems.append(Problem(str(wavs[stem]), None, "audio without an annotation file" + hint))
-
-    split_path = data_dir / SPLIT_FILE
-    splits, aliases = {}, {}
-    if split_path.is_file():
-        splits, aliases, found = read_split(split_path, prefixes)
-        problems.extend(found)
-    elif txts:
-        problems.append(Problem(str(split_path), None, "official split file not found"))
-
-    records, tables = [], []
-    for stem in prefixes.values():
-        info = None
-        if stem in wavs:
-            try:
-                info = wav_info(wavs[stem])
-            except AudioError as err:
-                problems.append(Problem(err.path, None, err.reason))
-        table, found = read_annotation(txts[stem], info.duration if info else None)
-        problems.extend(found)
-        name = astuple(parse_recording_name(stem))
-        audio = (info.samplerate, info.duration, info.subtype) if info else (0, math.nan, "")
-        records.append((*name, splits.get(stem, ""), len(table), info is not None, *audio))
-        tables.append(table)
-
-    recordings = pd.DataFrame(records, columns=_RECORDING_COLUMNS)
-    counts = recordings["cycles"].to_numpy(np.int64)
-    owner = np.repeat(np.arange(len(recordings)), counts)
-    rows = np.concatenate(tables) if tables else np.zeros((0, 4))
-    cycles = recordings.iloc[owner][["recording", "patient", "location", "mode", "device"]]
-    cycles = cycles.reset_index(drop=True).assign(
-        cycle=np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts),
-        start=rows[:, 0],
-        end=rows[:, 1],
-        crackle=rows[:, 2].astype(np.int64),
-        wheeze=rows[:, 3].astype(np.int64),
-        label=(rows[:, 2] + 2 * rows[:, 3]).astype(np.int64),
-        **{key: recordings[key].to_numpy()[owner] for key in ("split", "sample_rate", "has_audio")},
-    )
-    patients = set(recordings["patient"])
-    diagnosis = _metadata(data_dir / DIAGNOSIS_FILE, read_diagnosis, patients, problems)
-    demographics = _metadata(data_dir / DEMOGRAPHICS_FILE, read_demographics, patients, problems)
-    return ICBHI(data_dir, cycles, recordings, aliases, problems, diagnosis, demographics)
-
-
-def load_icbhi(data_dir: str | Path) -> ICBHI:
-    """:func:`scan_icbhi` for callers that need clean data: raises :class:`DataError` if not."""
-    return scan_icbhi(data_dir).raise_on_problems()
-
-
-def check_data(data_dir: str | Path) -> dict:
-    """The JSON report of ``cyclelib check-data``: counts per split, aliases, problems."""
-    return scan_icbhi(data_dir).report()

@@ -4,67 +4,20 @@
 XNNPACK kernels the Android and iOS libraries ship); :class:`OnnxClassifier` runs the ONNX
 cross-check with onnxruntime. Both take one 8 s cycle of raw audio at 22,000 Hz, float32,
 shape (176000,) or a batch (B, 176000), and return class probabilities (4,) or (B, 4) in the
-order of :data:`cyclelib.constants.CLASS_NAMES`. Input is checked before it reaches the runtime:
-wrong length, sample rate, dtype or a NaN gives a ValueError saying what was expected.
-
-``executorch`` is an optional extra (it has no Windows wheel): it is imported inside functions,
-and :func:`require_executorch` turns its absence into a message saying how to install it.
+order of :data:`cyclelib.CLASS_NAMES`. Input is checked against the file's contract (its
+sidecar, :mod:`cyclelib.export.contract`) before it reaches the runtime: wrong length, sample
+rate, dtype or a NaN gives a ValueError saying what was expected.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cyclelib.constants import CLASS_NAMES, CYCLE_SAMPLES, SAMPLE_RATE
-
-INSTALL_HINT = 'install the export extra: pip install "cyclelib[export]" (not on Windows)'
-
-
-class ExecutorchMissing(ImportError):
-    """ExecuTorch is not installed; the message says how to install it."""
-
-
-def require_executorch(purpose: str) -> None:
-    """Import ``executorch`` or raise :class:`ExecutorchMissing` naming ``purpose`` and the fix."""
-    try:
-        import executorch  # noqa: F401
-    except ImportError as err:
-        raise ExecutorchMissing(
-            f"{purpose} needs ExecuTorch, which is not installed here: {INSTALL_HINT}. "
-            "ONNX export (--onnx) works without it."
-        ) from err
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """The JSON written beside an exported file: ``model.pte`` -> ``model.pte.json``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def input_contract() -> dict:
-    """What every exported file takes and returns (DESIGN §8), as stored in its sidecar JSON."""
-    return {
-        "input": {
-            "shape": [1, CYCLE_SAMPLES],
-            "dtype": "float32",
-            "sample_rate": SAMPLE_RATE,
-            "length": CYCLE_SAMPLES,
-            "meaning": "one respiratory cycle of raw mono audio, 8 s at 22,000 Hz "
-            "(longer cycles keep their tail, shorter ones are tiled: cyclelib.audio.fit_length)",
-        },
-        "output": {
-            "shape": [1, len(CLASS_NAMES)],
-            "dtype": "float32",
-            "meaning": "class probabilities (softmax), summing to 1",
-        },
-        "class_names": list(CLASS_NAMES),
-    }
+from cyclelib.export.contract import read_contract
+from cyclelib.export.lowering import require_executorch
 
 
 class Classifier:
@@ -77,12 +30,6 @@ class Classifier:
         self.length = int(contract["input"]["length"])
         self.class_names = tuple(contract["class_names"])
 
-    @staticmethod
-    def read_contract(path: Path) -> dict:
-        """The sidecar's contract when present, else the package's (DESIGN §8)."""
-        side = sidecar_path(path)
-        return json.loads(side.read_text()) if side.is_file() else input_contract()
-
     def check_audio(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
         """Validate ``audio`` against the contract; return it as a (B, length) float32 array."""
         expected = (
@@ -93,7 +40,7 @@ class Classifier:
         if sample_rate != self.sample_rate:
             raise ValueError(
                 f"{expected}; got sample_rate={sample_rate}. Resample first, e.g. "
-                f"cyclelib.audio.resample(wave, {sample_rate}, {self.sample_rate})"
+                f"cyclelib.data.resample(wave, {sample_rate}, {self.sample_rate})"
             )
         if isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
@@ -104,7 +51,7 @@ class Classifier:
         if audio.ndim not in (1, 2) or audio.shape[-1] != self.length or not audio.size:
             raise ValueError(
                 f"{expected}; got shape {audio.shape}. Cut or tile each cycle to "
-                f"{self.length / self.sample_rate:g} s with cyclelib.audio.fit_length"
+                f"{self.length / self.sample_rate:g} s with cyclelib.data.fit_length"
             )
         if not np.isfinite(audio).all():
             raise ValueError(f"{expected}; got NaN or infinite samples")
@@ -152,7 +99,7 @@ class MobileClassifier(Classifier):
             method = Runtime.get().load_program(path).load_method("forward")
         except RuntimeError as err:
             raise ValueError(f"{path} is not a loadable ExecuTorch program: {err}") from err
-        contract = cls.read_contract(path)
+        contract = read_contract(path)
         sizes = tuple(method.metadata.input_tensor_meta(0).sizes())
         if sizes != (1, int(contract["input"]["length"])):
             raise ValueError(f"{path} takes input of shape {sizes}, its contract says "
@@ -185,29 +132,14 @@ class OnnxClassifier(Classifier):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return cls(path, cls.read_contract(path), session)
+        return cls(path, read_contract(path), session)
 
     def run(self, audio: np.ndarray) -> np.ndarray:
         """One checked cycle (1, length) float32 -> probabilities (1, 4)."""
         return self._session.run(None, {self._input: audio})[0]
 
 
-def median_latency_ms(
-    runs: dict[str, Callable[[np.ndarray], object]], audio: np.ndarray, repeats: int = 10,
-    warmup: int = 2,
-) -> dict[str, float]:
-    """Median wall time in ms of each ``runs[name](audio)`` over ``repeats`` calls.
-
-    The runtimes take turns (round-robin, after ``warmup`` calls each), so a shared machine's
-    changing load hits them alike and their ratios stay fair.
-    """
-    for run in runs.values():
-        for _ in range(warmup):
-            run(audio)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run(audio)
-            times[name].append(time.perf_counter() - start)
-    return {name: 1000.0 * float(np.median(t)) for name, t in times.items()}
+def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
+    """The runtime of an exported file by its suffix: ``.onnx`` on onnxruntime, else ExecuTorch."""
+    runtime = OnnxClassifier if Path(path).suffix == ".onnx" else MobileClassifier
+    return runtime.load(path, threads=threads)

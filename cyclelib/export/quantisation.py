@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cyclelib.mobile import require_executorch
+from cyclelib.export.lowering import capture, require_executorch
 
 QUANTISED_PART = "network"  # submodule of CycleGuardianInference that becomes int8
 
@@ -46,8 +46,6 @@ def quantize_int8(
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    from cyclelib.export import capture
 
     waves = list(calibration)
     if not waves:

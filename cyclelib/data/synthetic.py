@@ -14,6 +14,7 @@ split is by patient (about 60/40) except one patient on both sides, like 156 and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -25,14 +26,19 @@ import soundfile as sf
 from scipy.signal import butter, resample_poly, sosfilt
 from scipy.signal.windows import tukey
 
+from cyclelib.data.icbhi import (
+    DEMOGRAPHICS_FILE,
+    DIAGNOSIS_FILE,
+    LOCATIONS,
+    SPLIT_FILE,
+    parse_recording_name,
+)
 from cyclelib.paths import cache_dir
 
 VERSION = "v1"  # bump when the generator changes, so cached sets are rebuilt
-SPLIT_FILE = "ICBHI_challenge_train_test.txt"
 FIRST_PATIENT = 301  # real ICBHI patients are 101-226
 CLASS_FRACTIONS = (0.45, 0.27, 0.16, 0.12)  # normal, crackle, wheeze, both: as ICBHI's 6,898 cycles
 TEST_FRACTION = 0.4  # of patients, like the official 381/920 recordings
-LOCATIONS = ("Tc", "Al", "Ar", "Pl", "Pr", "Ll", "Lr")
 # device: ((sample rate, soundfile subtype) choices, low-pass colouring in Hz, acquisition mode)
 DEVICES = {
     "AKGC417L": (((44100, "PCM_24"),), 4000.0, "mc"),  # microphone: widest band, multichannel
@@ -230,9 +236,9 @@ def make_synthetic_icbhi(out_dir: str | Path, seed: int = 0, patients: int = 30)
         rows = [f"{s:.3f}\t{e:.3f}\t{lab & 1}\t{lab >> 1}" for (s, e), lab in cycles]
         _write_lines(out / f"{rec.name}.txt", rows, "\n")
     _write_lines(out / SPLIT_FILE, [f"{r.name}\t{r.split}" for r in recordings], "\r\n")
-    _write_lines(out / "ICBHI_Challenge_diagnosis.txt",
+    _write_lines(out / DIAGNOSIS_FILE,
                  [f"{p}\t{d}" for p, d in diagnosis.items()], "\n")
-    _write_lines(out / "ICBHI_Challenge_demographic_information.txt",
+    _write_lines(out / DEMOGRAPHICS_FILE,
                  [_demographics(p, d, rng) for p, d in diagnosis.items()], "\r\n")
     (out / "filename_format.txt").write_text(FILENAME_FORMAT)
     return out
@@ -272,18 +278,11 @@ def synthetic_dir(seed: int = 0) -> Path:
     return final
 
 
-def resolve_data_dir(data_dir: str | Path | None) -> tuple[Path, bool]:
-    """``(folder, is_synthetic)``: None is the synthetic set (said in one line); a path must be an
-    ICBHI folder with the split file, else a ValueError says what is missing and what to do."""
-    if data_dir is None:
-        path = synthetic_dir()
-        print(f"Using the SYNTHETIC teaching set (not ICBHI 2017) at {path}; "
-              "pass a data folder for the real data.")
-        return path, True
-    path = Path(data_dir).expanduser()
-    how = "get the data with `cyclelib download DIR` (cyclelib.download, see the README)"
-    if not path.is_dir():
-        raise ValueError(f"ICBHI data folder {path} does not exist: {how}")
-    if not (path / SPLIT_FILE).is_file():
-        raise ValueError(f"{path} has no {SPLIT_FILE}, so it is not an ICBHI folder: {how}")
-    return path, False
+def is_synthetic(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a synthetic set: every annotated recording's patient is numbered
+    from :data:`FIRST_PATIENT` (real ICBHI patients are 101-226)."""
+    patients = set()
+    for path in Path(folder).glob("*.txt"):
+        with contextlib.suppress(ValueError):  # not a recording's annotation file
+            patients.add(parse_recording_name(path.stem).patient)
+    return bool(patients) and min(patients) >= FIRST_PATIENT

@@ -1,83 +1,13 @@
-"""CycleDataset and the evaluation splits (DESIGN §3, §7)."""
+"""The splits of the evaluation protocols (DESIGN §7)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
-import torch
-from torch.utils.data import DataLoader
 
-import cyclelib.dataset as dataset
-from cyclelib.audio import AudioError, cut_cycle, load_recording
-from cyclelib.dataset import CycleDataset, paper_protocol_split, validation_split
-from cyclelib.icbhi import scan_icbhi
-
-
-@pytest.fixture
-def two_recordings(tmp_path: Path) -> pd.DataFrame:
-    """Cycles of two short synthetic recordings (4 kHz and 10 kHz) written into tmp_path."""
-    rng = np.random.default_rng(0)
-    for name, rate in [("a", 4000), ("b", 10000)]:
-        sf.write(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, 3 * rate), rate)
-    return pd.DataFrame({
-        "recording": ["a", "a", "a", "b", "b"],
-        "start": [0.0, 1.0, 2.0, 0.5, 1.5],
-        "end": [1.0, 2.0, 3.0, 1.5, 2.9],
-        "label": [0, 1, 2, 3, 0],
-    })  # fmt: skip
-
-
-def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    loads: list[Path] = []
-
-    def counting(path: Path, rate: int):
-        loads.append(path)
-        return load_recording(path, rate)
-
-    monkeypatch.setattr(dataset, "load_recording", counting)
-    return loads
-
-
-def test_items_match_cut_cycle(tmp_path: Path, two_recordings: pd.DataFrame) -> None:
-    data = CycleDataset(two_recordings, tmp_path, n=16000)
-    assert len(data) == 5
-    for i, row in enumerate(two_recordings.itertuples()):
-        wave, label = data[i]
-        assert wave.dtype == torch.float32 and wave.shape == (16000,) and label == row.label
-        full = load_recording(tmp_path / f"{row.recording}.wav")
-        expected = cut_cycle(full, 22000, row.start, row.end, 16000)
-        np.testing.assert_array_equal(wave.numpy(), expected)
-    waves, labels = next(iter(DataLoader(data, batch_size=5)))
-    assert waves.shape == (5, 16000) and labels.tolist() == [0, 1, 2, 3, 0]
-
-
-def test_cache_loads_each_recording_once(
-    tmp_path: Path, two_recordings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    loads = count_loads(monkeypatch)
-    data = CycleDataset(two_recordings, tmp_path, n=1000, cache_size=1)
-    for i in range(5):
-        data[i]
-    assert [p.name for p in loads] == ["a.wav", "b.wav"]
-    data[0], data[3], data[4]  # cache of one: a evicts b, then b is loaded again
-    assert [p.name for p in loads] == ["a.wav", "b.wav", "a.wav", "b.wav"]
-    loads.clear()
-    roomy = CycleDataset(two_recordings, tmp_path, n=1000, cache_size=2)
-    for i in [0, 3, 1, 4, 2]:
-        roomy[i]
-    assert [p.name for p in loads] == ["a.wav", "b.wav"]
-
-
-def test_missing_audio_is_named(tmp_path: Path, two_recordings: pd.DataFrame) -> None:
-    (tmp_path / "b.wav").unlink()
-    with pytest.raises(AudioError, match=r"no audio for 1 recording\(s\).*'b'.*has_audio"):
-        CycleDataset(two_recordings, tmp_path)
-    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['label'\]"):
-        CycleDataset(two_recordings.drop(columns="label"), tmp_path)
+from cyclelib.data import paper_protocol_split, protocol_splits, scan_icbhi, validation_split
 
 
 def split_table() -> pd.DataFrame:
@@ -121,6 +51,18 @@ def test_paper_protocol_split_by_hand() -> None:
         out.loc[out.split == "test", "patient"].tolist()
         == cycles.loc[cycles.split == "test", "patient"].tolist()
     )
+
+
+def test_protocol_splits_name_the_sets_and_carry_every_column() -> None:
+    cycles = split_table().assign(row=range(len(split_table())))
+    official = protocol_splits(cycles, "official", seed=0)
+    assert list(official) == ["train", "val", "test"]
+    assert official["val"].equals(validation_split(cycles, seed=0).query("split == 'val'"))
+    paper = protocol_splits(cycles, "paper", seed=0)
+    assert list(paper) == ["train", "test"] and "row" in paper["train"]
+    assert len(paper["train"]) > (cycles.split == "train").sum()  # the leaked test rows
+    with pytest.raises(ValueError, match="unknown protocol 'leaky'"):
+        protocol_splits(cycles, "leaky", seed=0)
 
 
 def test_real_splits(icbhi_dir: Path) -> None:

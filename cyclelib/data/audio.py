@@ -186,3 +186,14 @@ def iter_cycle_waveforms(
             waves = np.stack([cut_cycle(wave, sample_rate, starts[i], ends[i], n) for i in rows])
             bar.update(len(rows))
             yield np.asarray(rows, dtype=np.int64), waves
+
+
+def load_cycle_waveforms(
+    cycles: pd.DataFrame, data_dir: str | Path, progress: bool = True
+) -> np.ndarray:
+    """The cycles of ``cycles`` at ``SAMPLE_RATE``, fitted to 8 s, in row order: float32
+    (len(cycles), 176000); :func:`iter_cycle_waveforms` gathered into one array."""
+    waves = np.empty((len(cycles), CYCLE_SAMPLES), dtype=np.float32)
+    for positions, batch in iter_cycle_waveforms(cycles, data_dir, progress=progress):
+        waves[positions] = batch
+    return waves

@@ -1,0 +1,121 @@
+"""What the trainer reads (DESIGN §4, §6-7): an ICBHI folder's usable cycles and their features.
+
+- :func:`prepare_data` resolves the folder (:func:`cyclelib.data.resolve_data_dir`), keeps the
+  cycles whose recording has audio and computes (or reuses) their cached hybrid spectrograms:
+  a :class:`PreparedData`;
+- :class:`SplitData` is one set of it (train, val or test) as the trainer and
+  :func:`cyclelib.evaluation.evaluate` take it; :func:`split_data` builds it from the rows of
+  :func:`cyclelib.data.protocol_splits`;
+- :func:`describe_data` says what was used, for results.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cyclelib.constants import CLASS_NAMES
+from cyclelib.data import cycles_with_audio, load_icbhi, resolve_data_dir
+from cyclelib.feature_cache import cached_features
+from cyclelib.features import FeatureConfig
+
+
+@dataclass
+class PreparedData:
+    """An ICBHI folder's usable cycles (those with audio) and their cached features."""
+
+    data_dir: Path
+    synthetic: bool
+    cycles: pd.DataFrame  # rows with audio, index 0..M-1; column ``row`` = row of ``features``
+    features: np.ndarray  # (M, 3, 84, 688) float16 memmap
+    recordings: int  # annotated recordings in the folder
+    recordings_with_audio: int
+
+
+def prepare_data(
+    data_dir: str | Path | None,
+    feature_config: FeatureConfig,
+    progress: bool = True,
+    trained_on: str | Path | None = None,
+) -> PreparedData:
+    """Resolve the folder (None: ``trained_on`` if it still exists, else the synthetic set), keep
+    the cycles with audio and cache their features.
+
+    Raises ValueError when no train or no test recording has audio.
+    """
+    folder, synthetic = resolve_data_dir(data_dir, trained_on)
+    icbhi = load_icbhi(folder)
+    usable = cycles_with_audio(icbhi.cycles)
+    usable["row"] = np.arange(len(usable))
+    with_audio = int(icbhi.recordings["has_audio"].sum())
+    for split in ("train", "test"):
+        if not (usable["split"] == split).any():
+            raise ValueError(
+                f"{folder}: no {split} recording has its audio ({with_audio} of "
+                f"{len(icbhi.recordings)} recordings have a .wav): put the ICBHI .wav files "
+                "next to their .txt annotations"
+            )
+    features = cached_features(usable, folder, feature_config, progress=progress)
+    return PreparedData(folder, synthetic, usable, features, len(icbhi.recordings), with_audio)
+
+
+@dataclass
+class SplitData:
+    """The cycles of one split and where their inputs come from.
+
+    ``features`` (M, 3, 84, 688) float16 (usually the memmap of
+    :func:`cyclelib.feature_cache.cached_features`) is shared by the splits; ``rows`` (N,) picks
+    this split's cycles from it. ``waves`` (N, n) float32 are the fitted waveforms of the same
+    cycles, needed only to train with waveform effects.
+    """
+
+    labels: np.ndarray  # (N,) int64 class 0..3
+    features: np.ndarray  # (M, 3, 84, 688) hybrid spectrograms of all rows
+    rows: np.ndarray  # (N,) int64 positions of this split's cycles in ``features``
+    waves: np.ndarray | None = None  # (N, n) float32, only for on-the-fly augmentation
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def spectrograms(self, index: np.ndarray) -> torch.Tensor:
+        """(len(index), 3, 84, 688) float32 CPU tensor of the cycles ``index`` (0..N-1)."""
+        return torch.from_numpy(np.asarray(self.features[self.rows[index]], dtype=np.float32))
+
+
+def split_data(
+    rows: pd.DataFrame, features: np.ndarray, waves: dict[int, np.ndarray] | None = None
+) -> SplitData:
+    """The :class:`SplitData` of the rows of one set (with the ``row`` column of
+    :class:`PreparedData`); ``waves`` ({row: waveform}) only to train with waveform effects."""
+    stacked = None if waves is None else np.stack([waves[r] for r in rows["row"]])
+    return SplitData(rows["label"].to_numpy(np.int64), features, rows["row"].to_numpy(np.int64),
+                     stacked)
+
+
+def describe_data(data: PreparedData, splits: dict[str, pd.DataFrame]) -> dict:
+    """The data description of results.json: folder, kind, and per split recordings/cycles."""
+    return {
+        "folder": str(data.data_dir),
+        "synthetic": data.synthetic,
+        "recordings": data.recordings,
+        "recordings_with_audio": data.recordings_with_audio,
+        "recordings_without_audio": data.recordings - data.recordings_with_audio,
+        "restriction": (
+            f"only the {len(data.cycles)} cycles of the {data.recordings_with_audio} recordings "
+            f"with audio are used ({data.recordings - data.recordings_with_audio} of "
+            f"{data.recordings} recordings lack audio)"
+        ),
+        "splits": {
+            name: {
+                "recordings": int(rows["recording"].nunique()),
+                "patients": int(rows["patient"].nunique()),
+                "cycles": len(rows),
+                **{c: int((rows["label"] == i).sum()) for i, c in enumerate(CLASS_NAMES)},
+            }
+            for name, rows in splits.items()
+        },
+    }
