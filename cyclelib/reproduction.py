@@ -43,12 +43,39 @@ PROTOCOLS = {  # name -> (sets evaluated each epoch, selection (set, metric), fi
     "official": (("val",), ("val", "score"), ""),
     "paper": (("test",), ("test", "acc"), "_PAPER_PROTOCOL"),
 }
+WALL_FILE = "wall_time.json"  # in the results folder and in each seed_N: seconds per segment
 PAPER_WARNING = (
     "PAPER PROTOCOL, NOT A VALID RESULT: the original's leaky split (every recording of a patient "
     "with a train recording is trained on, so test cycles of patients on both sides are seen in "
     "training) and the epoch chosen by the best TEST accuracy. Shown only to measure how much "
     "these two errors inflate the figures (DESIGN §7)."
 )
+
+
+class _WallClock:
+    """Wall time of a folder's work summed over its *segments* (DESIGN §7): each invocation that
+    worked in it, so a run killed and resumed counts every piece, not only the last one. The
+    current segment's seconds are rewritten to ``wall_time.json`` after every epoch's checkpoint:
+    a killed segment keeps its time up to its last checkpoint (what came after was lost work)."""
+
+    def __init__(self, folder: Path, resume: bool) -> None:
+        self.path = folder / WALL_FILE
+        earlier = json.loads(self.path.read_text())["segments"] if (
+            resume and self.path.is_file()) else []
+        self.segments = [*earlier, 0.0]
+        self.began = time.perf_counter()
+
+    def tick(self, *_: object) -> None:
+        """Record the current segment's seconds so far (an ``on_epoch_end`` callback too)."""
+        self.segments[-1] = time.perf_counter() - self.began
+        if self.path.parent.is_dir():
+            self.path.write_text(json.dumps({"segments": self.segments}))
+
+    def summary(self) -> dict:
+        """``wall_seconds`` (all segments), ``resumes`` (segments after the first), and each."""
+        self.tick()
+        return {"wall_seconds": sum(self.segments), "resumes": len(self.segments) - 1,
+                "segment_seconds": list(self.segments)}
 
 
 @dataclass
@@ -64,6 +91,7 @@ class _Experiment:
     device: torch.device
     resume: bool
     progress: bool
+    clock: _WallClock  # the whole invocation's, ticked after every epoch of every seed
     waves: dict[int, np.ndarray] | None  # training waveforms by feature row, if on the fly
 
 
@@ -94,7 +122,9 @@ def reproduce(
     protocol) and one run folder per seed (``seed_N``: log, ``best.pt``, ``last.pt``). ``out``
     defaults to ``runs/{config}`` (``runs/{config}_PAPER_PROTOCOL``). ``train_changes`` overrides
     fields of the training recipe (e.g. ``{"loss": LossConfig(...)}`` for an ablation).
-    Returns the content of results.json, plus ``out``. (Huge-page CPU memory, which the
+    Returns the content of results.json, plus ``out``. ``wall_seconds`` there (and in each run)
+    is summed over every segment of a resumed run, and ``resumes`` counts the resumptions.
+    (Huge-page CPU memory, which the
     ``cyclelib reproduce`` command turns on: :mod:`cyclelib.device`.)
     """
     check_choices(config, protocol)
@@ -104,20 +134,21 @@ def reproduce(
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    began = time.perf_counter()
     model_factory, train_factory = CONFIGS[config]
     recipe = train_factory(device=device, **(train_changes or {}))
     recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
     suffix = PROTOCOLS[protocol][2]
     out = prepare_run_dir(out or Path("runs") / f"{config}{suffix}", resume, overwrite)
+    clock = _WallClock(out, resume)
+    clock.tick()  # a segment killed while the features are computed still counts as one
     model_config = model_factory()
     data = prepare_data(data_dir, model_config.features, progress)
     splits = {seed: protocol_splits(data.cycles, protocol, seed) for seed in seeds}
     waves = _training_waves(data, splits, recipe, progress)
     experiment = _Experiment(config, model_config, recipe, protocol, data, out, run_device,
-                             resume, progress, waves)
+                             resume, progress, clock, waves)
     runs = [_run_seed(experiment, seed, splits[seed]) for seed in seeds]
-    results = _results(experiment, seeds, splits[seeds[0]], runs, time.perf_counter() - began)
+    results = _results(experiment, seeds, splits[seeds[0]], runs, clock.summary())
     (out / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
     (out / f"results{suffix}.md").write_text(results_markdown(results))
     results["out"] = str(out)
@@ -139,7 +170,7 @@ def _training_waves(
 
 def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dict:
     """Train one seed; its test figures at the selected checkpoint and at the last epoch."""
-    began = time.perf_counter()
+    clock = _WallClock(e.out / f"seed_{seed}", e.resume)
     evaluated, select, _ = PROTOCOLS[e.protocol]
     sets = {name: split_data(rows, e.data.features) for name, rows in splits.items()}
     description = describe_data(e.data, splits)
@@ -148,6 +179,7 @@ def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dic
         {name: sets[name] for name in evaluated}, replace(e.recipe, seed=seed),
         e.out / f"seed_{seed}", select=select, resume=e.resume, progress=e.progress,
         meta={"protocol": e.protocol, "data": description},
+        on_epoch_end=lambda *_: (clock.tick(), e.clock.tick()),
     )
     run = {"seed": seed, "best_epoch": result.best_epoch,
            "val_score": result.best_metrics.get("val_score"), "splits": description["splits"]}
@@ -158,12 +190,12 @@ def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dic
             figures = evaluate(model, sets["test"], e.recipe.eval_batch_size, e.device)
         run.update(headline(figures, f"{prefix}test_"))
         run[f"{prefix}confusion"] = figures["confusion"]
-    return {**run, "epochs": e.recipe.epochs, "wall_seconds": time.perf_counter() - began}
+    return {**run, "epochs": e.recipe.epochs, **clock.summary()}
 
 
 def _results(
     e: _Experiment, seeds: list[int], first: dict[str, pd.DataFrame], runs: list[dict],
-    seconds: float,
+    wall: dict,
 ) -> dict:
     """The content of results.json (the data described with the first seed's splits)."""
     select = PROTOCOLS[e.protocol][1]
@@ -182,5 +214,5 @@ def _results(
         "torch": torch.__version__,
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),
-        "wall_seconds": seconds,
+        **wall,
     })

@@ -15,7 +15,7 @@ from cyclelib.checkpoint import RunExistsError
 from cyclelib.cli import main
 from cyclelib.data import make_synthetic_icbhi, scan_icbhi
 
-TIMING_KEYS = {"wall_seconds", "out"}
+TIMING_KEYS = {"wall_seconds", "resumes", "segment_seconds", "out"}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,39 @@ def test_existing_results_folder_is_protected_and_resumable(first, tiny) -> None
     resumed = reproduce(tiny, epochs=2, device="cpu", out=first["out"], resume=True,
                         progress=False)
     assert numbers(resumed) == numbers(first)
+    assert first["resumes"] == 0 and first["runs"][0]["resumes"] == 0
+
+
+def test_a_killed_and_resumed_run_records_its_total_time(tiny, tmp_path, monkeypatch) -> None:
+    """A run stopped after its first epoch (as if killed) and resumed: results.json sums both
+    segments' wall time and counts the resume, and the numbers equal an uninterrupted run's."""
+    whole = reproduce(tiny, epochs=2, device="cpu", out=tmp_path / "whole", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill(*_: object) -> None:
+        raise Killed
+
+    import cyclelib.reproduction as reproduction
+
+    original = reproduction.train
+    with monkeypatch.context() as patch:
+        patch.setattr(reproduction, "train", lambda *a, **k: original(*a, **{
+            **k, "on_epoch_end": lambda epoch, row: (k["on_epoch_end"](epoch, row),
+                                                     epoch == 1 and kill())}))
+        with pytest.raises(Killed):
+            reproduce(tiny, epochs=2, device="cpu", out=tmp_path / "cut", progress=False)
+    first = json.loads((tmp_path / "cut" / "seed_0" / "wall_time.json").read_text())["segments"]
+    assert len(first) == 1 and first[0] > 0
+    resumed = reproduce(tiny, epochs=2, device="cpu", out=tmp_path / "cut", resume=True,
+                        progress=False)
+    assert numbers(resumed) == numbers(whole)
+    run = resumed["runs"][0]
+    assert resumed["resumes"] == 1 and run["resumes"] == 1
+    assert run["segment_seconds"][0] == first[0]
+    assert run["wall_seconds"] == pytest.approx(sum(run["segment_seconds"]))
+    assert resumed["wall_seconds"] >= run["wall_seconds"]
 
 
 def test_has_audio_restriction_is_reported_exactly(tiny, tmp_path) -> None:
