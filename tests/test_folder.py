@@ -27,11 +27,15 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_resolve_data_dir(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import cyclelib.data.folder as folder_module
+
     folder = synthetic_dir()
+    folder_module._ANNOUNCED.clear()  # as in a fresh process
     capsys.readouterr()
     assert resolve_data_dir(None) == (folder, True)
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "SYNTHETIC" in out and "not ICBHI" in out and str(folder) in out
+    assert resolve_data_dir(None) == (folder, True) and not capsys.readouterr().out  # said once
     assert resolve_data_dir(str(tiny)) == (tiny, True)  # patients from 301: synthetic, as given
     with pytest.raises(ValueError, match="does not exist.*cyclelib download"):
         resolve_data_dir(tmp_path / "nowhere")

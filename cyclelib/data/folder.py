@@ -220,6 +220,9 @@ def check_data(data_dir: str | Path) -> dict:
     return scan_icbhi(data_dir).report()
 
 
+_ANNOUNCED: set[Path] = set()  # synthetic folders already announced by resolve_data_dir
+
+
 def resolve_data_dir(
     data_dir: str | Path | None = None, trained_on: str | Path | None = None
 ) -> tuple[Path, bool]:
@@ -228,14 +231,16 @@ def resolve_data_dir(
     ``data_dir`` None: ``trained_on`` (the folder a checkpoint was trained on, from its
     ``meta["data"]["folder"]``) when given and still there, else the synthetic set (said in one
     line). A path must be an ICBHI folder with the split file, else a ValueError says what is
-    missing and what to do.
+    missing and what to do. The synthetic set is announced once per process.
     """
     if data_dir is None and trained_on is not None and Path(trained_on).is_dir():
         data_dir = trained_on
     if data_dir is None:
         path = synthetic_dir()
-        print(f"Using the SYNTHETIC teaching set (not ICBHI 2017) at {path}; "
-              "pass a data folder for the real data.")
+        if path not in _ANNOUNCED:  # once per process: a notebook's later calls stay quiet
+            _ANNOUNCED.add(path)
+            print(f"Using the SYNTHETIC teaching set (not ICBHI 2017) at {path}; "
+                  "pass a data folder for the real data.")
         return path, True
     path = Path(data_dir).expanduser()
     how = "get the data with `cyclelib download DIR` (cyclelib.data.download, see the README)"

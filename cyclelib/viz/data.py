@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from cyclelib.constants import CLASS_NAMES, CYCLE_SECONDS, SAMPLE_RATE
 from cyclelib.data.audio import load_recording
@@ -38,6 +39,8 @@ def plot_patients(recordings: pd.DataFrame, diagnosis: pd.DataFrame) -> plt.Figu
     ax0.set(title=f"{len(patients)} patients by diagnosis", xlabel="patients", ylabel="")
     sns.countplot(data=recordings, x="device", hue="split", ax=ax1, hue_order=["train", "test"])
     ax1.set(title=f"{len(recordings)} recordings by device", ylabel="recordings")
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
+    sns.move_legend(ax1, "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # off the bars
     fig.tight_layout()
     return fig
 
@@ -79,6 +82,8 @@ def plot_class_balance(cycles: pd.DataFrame) -> plt.Figure:
     for container in ax.containers:
         ax.bar_label(container, fontsize=8)
     ax.set(title="Cycles per class and split", ylabel="cycles")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -112,6 +117,8 @@ def plot_leak(cycles: pd.DataFrame, patients: tuple[int, ...] = (156, 218)) -> p
     for container in ax.containers:
         ax.bar_label(container, fontsize=8)
     ax.set(title="Cycles of the patients on both sides of the official split", ylabel="cycles")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole numbers only
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

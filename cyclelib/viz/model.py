@@ -16,6 +16,7 @@ import torch
 
 from cyclelib.constants import CLASS_NAMES, MAP_NAMES
 from cyclelib.model import CycleGuardian, ModelConfig, count_flops, parameter_counts
+from cyclelib.viz.spectrogram import frequency_ticks, row_frequencies
 from cyclelib.viz.widgets import figure_explorer, slider
 
 
@@ -89,12 +90,16 @@ def plot_cluster_timeline(
         origin="lower",
         aspect="auto",
         cmap="magma",
-        extent=(0, frames * frame, 0, bins),
+        extent=(0, frames * frame, -0.5, bins - 0.5),
     )
-    first = plt.Rectangle((0, 0), features.group_size * frame, bins, fill=False, ec="c", lw=2)
+    first = plt.Rectangle((0, -0.5), features.group_size * frame, bins, fill=False, ec="c", lw=2)
     bottom.add_patch(first)
-    bottom.text(0.02, bins * 0.9, " group 0", color="c", fontsize=8)
-    bottom.set(xlabel="time (s)", ylabel=f"{MAP_NAMES[channel]} bin")
+    bottom.annotate("group 0 (20 frames)", xy=(features.group_size * frame, bins * 0.8),
+                    xytext=(8, 0), textcoords="offset points", va="center", fontsize=9,
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "c"},
+                    arrowprops={"arrowstyle": "-", "color": "c"})
+    bottom.set_yticks(*frequency_ticks(row_frequencies(features)[MAP_NAMES[channel]]))
+    bottom.set(xlabel="time (s)", ylabel=f"{MAP_NAMES[channel]}, Hz")
     fig.tight_layout()
     return fig
 

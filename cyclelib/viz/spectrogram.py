@@ -46,17 +46,34 @@ def row_frequencies(config: FeatureConfig) -> dict[str, np.ndarray]:
     }
 
 
+_ROUND_HZ = (50, 100, 200, 500, 1000, 2000, 3000)  # tick values of the log-spaced maps
+
+
+def frequency_ticks(freqs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Row positions and labels of round frequencies for a map whose row r is centred at
+    ``freqs[r]`` (increasing): steps of 500 Hz on a linear axis (from 0 Hz), else 50, 100, 200,
+    500 Hz, 1, 2, 3 kHz."""
+    if freqs[0] == 0:  # linear STFT bins
+        values = np.arange(0, freqs[-1] + 1, 500 if freqs[-1] > 1500 else 250)
+    else:
+        values = np.array([f for f in _ROUND_HZ if freqs[0] <= f <= freqs[-1]])
+    rows = np.interp(values, freqs, np.arange(len(freqs)))
+    return rows, [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in values]
+
+
 def show_map(ax: plt.Axes, image: np.ndarray, config: FeatureConfig, freqs: np.ndarray,
-             title: str = "", colorbar: bool = False, **imshow) -> None:
-    """Draw one (F, T) map with time in seconds and a few row frequencies on the y axis."""
+             title: str = "", colorbar: bool | str = False, **imshow) -> None:
+    """Draw one (F, T) map with time in seconds and round row frequencies on the y axis;
+    ``colorbar``: True or its label ("dB", "z") to draw one."""
     seconds = image.shape[1] * config.hop_length / config.sample_rate
     shown = ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
                       extent=(0, seconds, -0.5, image.shape[0] - 0.5), **imshow)
-    rows = np.linspace(0, image.shape[0] - 1, 6).round().astype(int)
-    ax.set_yticks(rows, [f"{freqs[r]:.0f}" for r in rows])
+    ax.set_yticks(*frequency_ticks(freqs))
     ax.set(title=title, xlabel="time (s)", ylabel="Hz")
     if colorbar:
-        ax.figure.colorbar(shown, ax=ax, pad=0.01)
+        bar = ax.figure.colorbar(shown, ax=ax, pad=0.01)
+        if isinstance(colorbar, str):
+            bar.set_label(colorbar)
 
 
 def plot_waveform(wave: np.ndarray, sample_rate: int, title: str = "") -> plt.Figure:
@@ -73,7 +90,7 @@ def plot_stft(power_db: np.ndarray, config: FeatureConfig) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(11, 3.2))
     show_map(ax, power_db, config, fft_frequencies(config),
              title=f"STFT power, bins 0-{len(power_db) - 1} "
-                   f"(0-{fft_frequencies(config)[len(power_db) - 1]:.0f} Hz), dB", colorbar=True)
+                   f"(0-{fft_frequencies(config)[len(power_db) - 1]:.0f} Hz)", colorbar="dB")
     fig.tight_layout()
     return fig
 
@@ -126,7 +143,8 @@ def plot_maps(examples: dict[str, np.ndarray], config: FeatureConfig,
         for col, name in enumerate(MAP_NAMES):
             limits = dict(vmin=-3, vmax=3) if standardised else dict(
                 vmin=np.percentile(maps[col], 5), vmax=maps[col].max())
-            show_map(axes[row, col], maps[col], config, freqs[name], name, **limits)
+            show_map(axes[row, col], maps[col], config, freqs[name], name,
+                     colorbar="z" if standardised else "dB", **limits)
         axes[row, 0].set_ylabel(f"{title.split(' (')[0]}\nHz", fontsize=11)
     fig.tight_layout()
     return fig
@@ -156,11 +174,15 @@ def draw_groups(ax: plt.Axes, config: FeatureConfig, n_rows: int) -> None:
                                config.group_size * frame, n_rows * 0.85, fill=False,
                                lw=0.9, edgecolor="cyan" if g % 2 else "white"))
     unused = config.n_groups * config.group_stride - config.group_stride + config.group_size
-    ax.axvspan(unused * frame, config.n_frames * frame, color="red", alpha=0.35)
+    ax.axvspan(unused * frame, config.n_frames * frame, facecolor="none", edgecolor="lime",
+               hatch="////", lw=1.2)
+    ax.annotate(f"last {config.n_frames - unused} frames: in no group", xy=(
+        config.n_frames * frame, n_rows - 0.5), xytext=(0, 4), textcoords="offset points",
+        ha="right", va="bottom", color="green", fontsize=9, annotation_clip=False)
 
 
 def plot_groups(maps: np.ndarray, config: FeatureConfig, title: str = "") -> plt.Figure:
-    """The CQT map with the network's groups drawn on it (the red strip is never used)."""
+    """The CQT map with the network's groups drawn on it (the hatched strip is never used)."""
     fig, ax = plt.subplots(figsize=(13, 3.4))
     show_map(ax, maps[0], config, cqt_frequencies(config), title, vmin=-3, vmax=3)
     draw_groups(ax, config, maps.shape[1])
@@ -192,3 +214,43 @@ def map_explorer(waves: dict[str, np.ndarray], config: FeatureConfig | None = No
            for name, options in EXPLORER_OPTIONS.items()},
     }
     return figure_explorer(partial(explore_maps, waves), controls)
+
+
+def map_statistics(maps: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Per cycle, per map and per row of standardised maps (N, 3, F, T): the mean |z| over time
+    and the lag-1 autocorrelation over time (N, 3, F, 2). After standardisation every row has
+    mean 0 and std 1, so what is left is the shape of its values (a noise floor is Gaussian and
+    uncorrelated from frame to frame; breath sound is not)."""
+    out = np.empty((len(maps), *maps.shape[1:3], 2), dtype=np.float32)
+    for start in range(0, len(maps), chunk):
+        z = np.asarray(maps[start:start + chunk], dtype=np.float32)
+        out[start:start + chunk, ..., 0] = np.abs(z).mean(-1)
+        out[start:start + chunk, ..., 1] = (z[..., 1:] * z[..., :-1]).mean(-1)
+    return out
+
+
+def device_probe(statistics: np.ndarray, devices: np.ndarray, patients: np.ndarray,
+                 rows: np.ndarray | None = None, folds: int = 5) -> dict[str, float]:
+    """How well a linear classifier tells the recording device from :func:`map_statistics`
+    (N, 3, F, 2) of standardised maps (DESIGN §4), cross-validated over whole patients (a fold's
+    patients are never trained on, so it cannot recognise a patient instead of a device).
+    ``rows``: the map rows to use (all by default). Returns the accuracy, the share of the most
+    common device (what always guessing it scores), and the balanced accuracy (chance: one over
+    the number of devices)."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = statistics if rows is None else statistics[:, :, rows]
+    x = x.reshape(len(x), -1)
+    devices = np.asarray(devices)
+    classifier = make_pipeline(StandardScaler(), RidgeClassifier(alpha=100.0))
+    split = GroupKFold(n_splits=min(folds, len(np.unique(patients))))
+    predicted = cross_val_predict(classifier, x, devices, groups=patients, cv=split)
+    _, counts = np.unique(devices, return_counts=True)
+    return {"accuracy": float((predicted == devices).mean()),
+            "majority_share": float(counts.max() / counts.sum()),
+            "balanced_accuracy": float(balanced_accuracy_score(devices, predicted)),
+            "chance_balanced": 1 / len(counts)}
