@@ -58,7 +58,11 @@ def frequency_ticks(freqs: np.ndarray) -> tuple[np.ndarray, list[str]]:
     else:
         values = np.array([f for f in _ROUND_HZ if freqs[0] <= f <= freqs[-1]])
     rows = np.interp(values, freqs, np.arange(len(freqs)))
-    return rows, [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in values]
+    keep = [0]
+    for i in range(1, len(rows)):  # drop a tick that would crowd the one below it
+        if rows[i] - rows[keep[-1]] >= len(freqs) / 14:
+            keep.append(i)
+    return rows[keep], [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in values[keep]]
 
 
 def show_map(ax: plt.Axes, image: np.ndarray, config: FeatureConfig, freqs: np.ndarray,
