@@ -119,6 +119,12 @@ def test_notebook_runs_clean_on_the_synthetic_set(synthetic) -> None:
     _check_clean(name, run)
     for model in WIDGETS.get(name, ()):
         assert run.widget_models(model), f"{name}: no {model} was built"
+    # what a learner sees is what the chapter means to show: no progress bar, log or warning
+    # (stderr), no numpy scalar repr, the synthetic set announced at most once
+    stderr = ["".join(out["text"]) for _, out in run.outputs("stream") if out["name"] == "stderr"]
+    assert not stderr, f"{name} writes to stderr: {stderr[0][:300]}"
+    text = run.text()
+    assert "np.float" not in text and text.count("Using the SYNTHETIC teaching set") <= 1
     for model in ("ImageModel", "AudioModel"):
         for widget in run.widget_models(model):  # each holds a picture or a sound
             (buffer,) = widget.get("buffers", [])
@@ -200,3 +206,54 @@ def test_committed_notebooks_carry_no_outputs() -> None:
         assert all(not c["outputs"] and c["execution_count"] is None for c in code), nb.name
         tags = code[0].get("metadata", {}).get("tags", [])
         assert "parameters" in tags, f"{nb.name}: first code cell must be tagged 'parameters'"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_01_says_what_each_class_weighs_in_the_score(run_folder: Path) -> None:
+    text = _synthetic("01_data_exploration", run_folder).text()
+    assert re.search(r"crackle carries [\d.]+ times the weight of 'both' in Se", text)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_01_real_database_crackle_weighs_3_7_times_both(run_folder: Path, icbhi_dir: Path) -> None:
+    text = execute("01_data_exploration", "real", run_folder).text()
+    assert "crackle carries 3.7 times the weight of 'both' in Se" in text
+
+
+def _probe(text: str) -> dict[str, tuple[float, float]]:
+    found = re.findall(r"^(.+): accuracy ([\d.]+) against ([\d.]+) by guessing", text, re.MULTILINE)
+    return {task: (float(a), float(b)) for task, a, b in found}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_02_device_is_visible_in_the_standardised_maps(run_folder: Path) -> None:
+    probe = _probe(_synthetic("02_hybrid_spectrogram", run_folder).text())
+    assert len(probe) == 3 and all(a > b for a, b in probe.values()), probe
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_02_device_probe_on_real_data_gives_the_figures_quoted(run_folder: Path,
+                                                               icbhi_dir: Path) -> None:
+    """The chapter quotes the development copy's figures: 0.77/0.48, 0.72, 0.99/0.57."""
+    probe = _probe(execute("02_hybrid_spectrogram", "real", run_folder).text())
+    assert abs(probe["device, all rows"][0] - 0.77) < 0.02, probe
+    assert abs(probe["device, all rows"][1] - 0.48) < 0.01, probe
+    assert abs(probe["device, rows below 1.8 kHz"][0] - 0.72) < 0.02, probe
+    assert probe["recorded at 4 kHz or not"][0] > 0.98, probe
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_04_writes_the_run_that_05_exports(run_folder: Path) -> None:
+    text = _synthetic("04_training", run_folder).text()
+    assert re.search(r"validation set: \d+ cycles from \d+ patients", text)
+    assert re.search(r"\d of 6 pairs are identical vectors", text)
+    run = REPO / "notebooks" / "runs" / "synthetic" / "04_official"
+    assert (run / "seed_0" / "best.pt").is_file()
+    text05 = _synthetic("05_mobile_export", run_folder).text()
+    assert "CHECKPOINT is None: using notebook 04's" in text05
+    assert re.search(r"int8 changes the predicted class of [\d.]+% of them", text05)

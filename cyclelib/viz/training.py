@@ -106,3 +106,44 @@ def plot_cluster_usage(clusters: np.ndarray, labels: np.ndarray) -> plt.Figure:
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def similarity_check(model, spectrograms) -> tuple[pd.DataFrame, float]:
+    """For each pair of cluster vectors (r_a, r_b) of a batch, the plain |cosine| and the score
+    the similarity constraint gives it through the learned S (DESIGN §5), batch means; and how
+    much S scales a vector on average (‖r S‖ / ‖r‖; 1 for the identity it starts from)."""
+    import torch
+
+    from cyclelib.losses import similarity_constraint
+
+    model.eval()
+    with torch.no_grad():
+        r = model(spectrograms).r  # (B, K, C)
+        similarity = model.similarity
+        rows = {}
+        k = r.shape[1]
+        for a in range(k):
+            for b in range(a + 1, k):
+                pair = r[:, [a, b]]
+                plain = torch.nn.functional.cosine_similarity(pair[:, 0], pair[:, 1], dim=-1)
+                rows[f"r{a}·r{b}"] = {"plain |cosine|": float(plain.abs().mean()),
+                                      "learned S score": float(similarity_constraint(pair,
+                                                                                     similarity))}
+        scale = float(((r @ similarity).norm(dim=-1) / r.norm(dim=-1).clamp_min(1e-12)).mean())
+    return pd.DataFrame(rows).T, scale
+
+
+def plot_similarity(history: list[dict], table: pd.DataFrame) -> plt.Figure:
+    """Left: the logged similarity term per epoch. Right: per cluster pair, the plain |cosine|
+    of the cluster vectors next to the learned S score (:func:`similarity_check`)."""
+    frame = pd.DataFrame(history)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
+    left.plot(frame["epoch"], frame["loss_sim_o"], "o-", color="0.3", ms=3)
+    left.set(title="similarity term Sim_o (training loss)", xlabel="epoch",
+             ylabel="sum over the 6 pairs")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    table.plot.bar(ax=right, color=["tab:gray", "tab:purple"], rot=0)
+    right.set(title="selected checkpoint: per pair", ylabel="batch mean", ylim=(0, 1.05))
+    right.legend(loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
+    fig.tight_layout()
+    return fig
