@@ -72,8 +72,8 @@ def show_map(ax: plt.Axes, image: np.ndarray, config: FeatureConfig, freqs: np.n
     seconds = image.shape[1] * config.hop_length / config.sample_rate
     shown = ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
                       extent=(0, seconds, -0.5, image.shape[0] - 0.5), **imshow)
-    ax.set_yticks(*frequency_ticks(freqs))
-    ax.set(title=title, xlabel="time (s)", ylabel="Hz")
+    ax.set_yticks(*frequency_ticks(freqs[: image.shape[0]]))  # the rows drawn
+    ax.set(title=title, xlabel="time (s)", ylabel="Hz", ylim=(-0.5, image.shape[0] - 0.5))
     if colorbar:
         bar = ax.figure.colorbar(shown, ax=ax, pad=0.01)
         if isinstance(colorbar, str):
