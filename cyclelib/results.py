@@ -54,6 +54,8 @@ def _pm(stat: dict, percent: bool = True) -> str:
     """'mean ± std' (percent by default); just the mean for one seed; 'n/a' for None."""
     if stat["mean"] is None or math.isnan(stat["mean"]):
         return "n/a"
+    if not percent and stat["std"] is None and float(stat["mean"]).is_integer():
+        return str(int(stat["mean"]))  # one seed's epoch: 5, not 5.0
     scale, digits = (100.0, 2) if percent else (1.0, 1)
     text = f"{stat['mean'] * scale:.{digits}f}"
     return text if stat["std"] is None else f"{text} ± {stat['std'] * scale:.{digits}f}"
