@@ -40,8 +40,8 @@ def plot_history(history: list[dict], selected_epoch: int | None = None) -> plt.
     for key, style in (("sp", ":"), ("se", "--"), ("score", "-")):
         eval_ax.plot(epochs, frame[f"{prefix}_{key}"], style, marker="o", ms=3,
                      label=key.capitalize())
-    eval_ax.set(title=f"{prefix} Sp / Se / Score", ylim=(0, 1))
-    eval_ax.legend(loc="lower right")
+    eval_ax.set(title=f"{prefix} Sp / Se / Score", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
+    eval_ax.legend(loc="upper center", ncol=3, fontsize=8)  # above the curves, not on them
     for ax in axes.flat:
         if selected_epoch is not None:
             ax.axvline(selected_epoch, color="tab:red", ls=":", lw=1)
