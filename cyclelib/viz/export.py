@@ -82,7 +82,7 @@ def plot_dynamic_range(maps_db: np.ndarray) -> plt.Figure:
     The shaded band is the top :data:`INT8_RANGE_DB` dB below each map's maximum: a single int8
     scale per tensor on the front end's filter outputs keeps only values inside it.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3), sharey=True)
     for ax, name, values in zip(axes, MAP_NAMES, maps_db, strict=True):
         values = values.ravel()
         top = values.max()
@@ -90,8 +90,8 @@ def plot_dynamic_range(maps_db: np.ndarray) -> plt.Figure:
         ax.hist(values, bins=60, color="tab:gray")
         ax.axvspan(top - INT8_RANGE_DB, top, color="tab:green", alpha=0.2,
                    label=f"int8 range ({INT8_RANGE_DB:.0f} dB)")
-        ax.set_title(f"{name}: {values.max() - values.min():.0f} dB spread, "
-                     f"{100 * lost:.0f}% below int8")
+        ax.set_title(f"{name}\n{values.max() - values.min():.0f} dB spread, "
+                     f"{100 * lost:.0f}% below int8", fontsize=10)
         ax.set_xlabel("dB")
     axes[0].set_ylabel("time-frequency bins")
     axes[0].legend(loc="upper left")
