@@ -4,8 +4,8 @@
     cyclelib synth DIR [--seed N] [--patients N]
     cyclelib download [DIR] [--insecure]
     cyclelib reproduce [--data-dir DIR] [--config faithful|small] [--epochs N] [--seeds 0 1 2]
-                       [--device auto|cpu|cuda] [--out DIR] [--resume] [--overwrite]
-                       [--paper-protocol]
+                       [--device auto|cpu|cuda] [--precision fp32|tf32|bf16] [--jobs N]
+                       [--out DIR] [--resume] [--overwrite] [--paper-protocol]
     cyclelib evaluate CHECKPOINT [--data-dir DIR]
     cyclelib export CHECKPOINT --out DIR [--int8] [--onnx] [--data-dir DIR]
     cyclelib --version
@@ -84,6 +84,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             args.data_dir, config=args.config, epochs=args.epochs, seeds=args.seeds,
             device=args.device, out=args.out, resume=args.resume, overwrite=args.overwrite,
             protocol="paper" if args.paper_protocol else "official",
+            train_changes={"precision": args.precision}, jobs=args.jobs,
         )
     except (RunExistsError, TrainingDiverged) as err:
         print(f"cyclelib reproduce: {err}", file=sys.stderr)
@@ -160,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="default: the config's")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="seeds trained at once, one process each (e.g. 3 on one GPU)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                   help="CUDA only: fp32 (reference), tf32, or bf16 (the fast path)")
     p.add_argument("--out", default=None, help="results folder (default: runs/CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")

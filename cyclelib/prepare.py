@@ -22,6 +22,7 @@ from cyclelib.constants import CLASS_NAMES
 from cyclelib.data import cycles_with_audio, load_icbhi, resolve_data_dir
 from cyclelib.feature_cache import cached_features
 from cyclelib.features import FeatureConfig
+from cyclelib.gpu import to_device
 
 
 @dataclass
@@ -70,20 +71,51 @@ class SplitData:
     ``features`` (M, 3, 84, 688) float16 (usually the memmap of
     :func:`cyclelib.feature_cache.cached_features`) is shared by the splits; ``rows`` (N,) picks
     this split's cycles from it. ``waves`` (N, n) float32 are the fitted waveforms of the same
-    cycles, needed only to train with waveform effects.
+    cycles, needed only to train with waveform effects. :meth:`resident` gives the same split
+    with its arrays as tensors on a GPU (then ``features`` is (N, ...) and ``rows`` 0..N-1).
     """
 
     labels: np.ndarray  # (N,) int64 class 0..3
-    features: np.ndarray  # (M, 3, 84, 688) hybrid spectrograms of all rows
+    features: np.ndarray | torch.Tensor  # (M, 3, 84, 688) hybrid spectrograms of all rows
     rows: np.ndarray  # (N,) int64 positions of this split's cycles in ``features``
-    waves: np.ndarray | None = None  # (N, n) float32, only for on-the-fly augmentation
+    waves: np.ndarray | torch.Tensor | None = None  # (N, n) float32, for on-the-fly augmentation
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def spectrograms(self, index: np.ndarray) -> torch.Tensor:
-        """(len(index), 3, 84, 688) float32 CPU tensor of the cycles ``index`` (0..N-1)."""
+        """(len(index), 3, 84, 688) float32 tensor of the cycles ``index`` (0..N-1), on the
+        CPU, or on the GPU for a :meth:`resident` split."""
+        if isinstance(self.features, torch.Tensor):
+            return self.features[self._on_device(self.rows[index])].float()
         return torch.from_numpy(np.asarray(self.features[self.rows[index]], dtype=np.float32))
+
+    def waveforms(self, index: np.ndarray) -> torch.Tensor:
+        """(len(index), n) float32 waveforms of the cycles ``index``, where ``waves`` are."""
+        if self.waves is None:
+            raise ValueError("this split holds no waveforms (SplitData.waves is None)")
+        if isinstance(self.waves, torch.Tensor):
+            return self.waves[self._on_device(index)]
+        return torch.from_numpy(np.ascontiguousarray(self.waves[index]))
+
+    def _on_device(self, index: np.ndarray) -> torch.Tensor:
+        return to_device(torch.from_numpy(np.asarray(index, dtype=np.int64)), self.features.device)
+
+    def resident(self, device: torch.device, chunk: int = 256) -> SplitData:
+        """This split with its features (float16) and waveforms (float32, if any) copied once to
+        ``device``, ``chunk`` cycles at a time (host memory stays small for a memmap)."""
+
+        def copy(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+            out = torch.empty((len(rows), *array.shape[1:]), dtype=torch.from_numpy(
+                array[:0]).dtype, device=device)
+            for start in range(0, len(rows), chunk):
+                part = np.ascontiguousarray(array[rows[start : start + chunk]])
+                out[start : start + len(part)] = torch.from_numpy(part).to(device)
+            return out
+
+        everything = np.arange(len(self))
+        waves = None if self.waves is None else copy(self.waves, everything)
+        return SplitData(self.labels, copy(self.features, self.rows), everything, waves)
 
 
 def split_data(

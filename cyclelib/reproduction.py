@@ -16,8 +16,11 @@ data come from :func:`cyclelib.prepare.prepare_data`, the table from :mod:`cycle
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -87,6 +90,7 @@ def reproduce(
     protocol: str = "official",
     progress: bool = True,
     train_changes: dict | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Train ``config`` once per seed under ``protocol`` and write the results (DESIGN §7).
 
@@ -94,6 +98,9 @@ def reproduce(
     protocol) and one run folder per seed (``seed_N``: log, ``best.pt``, ``last.pt``). ``out``
     defaults to ``runs/{config}`` (``runs/{config}_PAPER_PROTOCOL``). ``train_changes`` overrides
     fields of the training recipe (e.g. ``{"loss": LossConfig(...)}`` for an ablation).
+    ``jobs`` > 1 trains that many seeds at once, each in its own process (on one GPU, the
+    seeds then share it: a step of one fills the gaps of another); the figures are each seed's
+    own, as when run one after the other.
     Returns the content of results.json, plus ``out``. (Huge-page CPU memory, which the
     ``cyclelib reproduce`` command turns on: :mod:`cyclelib.device`.)
     """
@@ -104,6 +111,8 @@ def reproduce(
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     began = time.perf_counter()
     model_factory, train_factory = CONFIGS[config]
     recipe = train_factory(device=device, **(train_changes or {}))
@@ -113,10 +122,14 @@ def reproduce(
     model_config = model_factory()
     data = prepare_data(data_dir, model_config.features, progress)
     splits = {seed: protocol_splits(data.cycles, protocol, seed) for seed in seeds}
-    waves = _training_waves(data, splits, recipe, progress)
+    packed = min(jobs, len(seeds)) > 1
+    waves = None if packed else _training_waves(data, splits, recipe, progress)
     experiment = _Experiment(config, model_config, recipe, protocol, data, out, run_device,
-                             resume, progress, waves)
-    runs = [_run_seed(experiment, seed, splits[seed]) for seed in seeds]
+                             resume, progress and not packed, waves)
+    if packed:
+        runs = _run_packed(experiment, seeds, splits, jobs)
+    else:
+        runs = [_run_seed(experiment, seed, splits[seed]) for seed in seeds]
     results = _results(experiment, seeds, splits[seeds[0]], runs, time.perf_counter() - began)
     (out / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
     (out / f"results{suffix}.md").write_text(results_markdown(results))
@@ -135,6 +148,30 @@ def _training_waves(
     rows = np.unique(np.concatenate([s["train"]["row"] for s in splits.values()]))
     waves = load_cycle_waveforms(data.cycles.iloc[rows], data.data_dir, progress=progress)
     return dict(zip(rows.tolist(), waves, strict=True))
+
+
+def _run_packed(
+    e: _Experiment, seeds: list[int], splits: dict[int, dict[str, pd.DataFrame]], jobs: int
+) -> list[dict]:
+    """Each seed in its own spawned process (CUDA needs spawn), ``jobs`` at a time. A process
+    gets the feature cache's file name, not its 2 GB of values, and loads its own waveforms."""
+    features = e.data.features
+    light = replace(e, data=replace(e.data, features=None))
+    tasks = [(light, features.filename, features.shape, seed, splits[seed], jobs)
+             for seed in seeds]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)), mp_context=context) as pool:
+        return list(pool.map(_packed_seed, tasks))
+
+
+def _packed_seed(task: tuple) -> dict:
+    """One seed of :func:`_run_packed`, inside its process."""
+    light, filename, shape, seed, rows, jobs = task
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    features = np.memmap(filename, dtype=np.float16, mode="r", shape=shape)
+    e = replace(light, data=replace(light.data, features=features))
+    waves = _training_waves(e.data, {seed: rows}, e.recipe, progress=False)
+    return _run_seed(replace(e, waves=waves), seed, rows)
 
 
 def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dict:

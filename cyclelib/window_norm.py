@@ -134,7 +134,9 @@ class _WindowStats:
                 f"{type(self).__name__} needs B·{self.windows} rows, B·spatial >= 2 in training; "
                 f"got input of shape {tuple(x.shape)}"
             )
-        out, mean, var = window_batch_norm(x, self.weight, self.bias, self.windows, self.eps)
+        with torch.autocast(x.device.type, enabled=False):  # statistics at the weights' precision
+            out, mean, var = window_batch_norm(x.to(self.weight.dtype), self.weight, self.bias,
+                                               self.windows, self.eps)
         with torch.no_grad():
             unbiased = var * (count / (count - 1))
             for _ in range(self.passes):
