@@ -19,7 +19,7 @@ Three parts, each optional:
 
     python benchmarks/bench_gpu.py --data-dir DIR [--epochs 2] [--precisions fp32 bf16]
         [--modes augmented cached] [--equal-epochs 60] [--resume-epochs 40] [--seeds 0 1 2]
-        [--device cuda]
+        [--jobs 3] [--device cuda]
 
 ``--device cpu`` runs every part on the CPU (tiny sizes: to test the script, not to time it).
 Prints a table per part, then one JSON object as the last line.
@@ -181,7 +181,7 @@ def epoch_shares(prep: dict, mode: str, precision: str, device: torch.device,
 
 
 def equal_in_result(precisions: list[str], seeds: list[int], epochs: int, device: torch.device,
-                    out: Path) -> list[dict]:
+                    out: Path, jobs: int) -> list[dict]:
     """The faithful recipe on the teaching set at each precision: selected test Scores."""
     from cyclelib.reproduction import reproduce
 
@@ -190,13 +190,13 @@ def equal_in_result(precisions: list[str], seeds: list[int], epochs: int, device
         began = time.perf_counter()
         results = reproduce(config="faithful", epochs=epochs, seeds=seeds, device=device.type,
                             out=out / f"equal_{precision}", overwrite=True, progress=False,
-                            train_changes={"precision": precision})
+                            train_changes={"precision": precision}, jobs=jobs)
         scores = [run["test_score"] for run in results["runs"]]
         rows.append({"precision": precision, "seeds": seeds, "epochs": epochs,
                      "test_scores": scores, "mean": statistics.mean(scores),
                      "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                      "best_epochs": [run["best_epoch"] for run in results["runs"]],
-                     "minutes": (time.perf_counter() - began) / 60})
+                     "jobs": jobs, "minutes": (time.perf_counter() - began) / 60})
     return rows
 
 
@@ -210,8 +210,10 @@ def stop_and_resume(precision: str, epochs: int, device: torch.device, out: Path
     from cyclelib.reproduction import reproduce
 
     changes = {"precision": precision}
+    began = time.perf_counter()
     whole = reproduce(config="faithful", epochs=epochs, seeds=[0], device=device.type,
                       out=out / "whole", overwrite=True, progress=False, train_changes=changes)
+    minutes = (time.perf_counter() - began) / 60
     original_save = train_module._save
 
     def stopping_save(training, result, row, *args) -> None:
@@ -231,6 +233,7 @@ def stop_and_resume(precision: str, epochs: int, device: torch.device, out: Path
                         out=out / "resumed", resume=True, progress=False, train_changes=changes)
     keys = ("best_epoch", "val_score", "test_sp", "test_se", "test_score")
     return {"precision": precision, "epochs": epochs, "stopped_at": epochs // 2,
+            "uninterrupted_minutes": minutes,
             "uninterrupted": {k: whole["runs"][0][k] for k in keys},
             "resumed": {k: resumed["runs"][0][k] for k in keys}}
 
@@ -248,6 +251,7 @@ def main() -> None:
     parser.add_argument("--equal-epochs", type=int, default=0)
     parser.add_argument("--resume-epochs", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once in part 2")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--out", default=None, help="folder for the runs (default: temporary)")
     parser.add_argument("--json-to", default=None, help="also write the JSON here, part by part")
@@ -291,7 +295,8 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_gpu_"))
     if args.equal_epochs:
         precisions = ["fp32"] + [p for p in args.precisions if p != "fp32"]
-        report["equal"] = equal_in_result(precisions, args.seeds, args.equal_epochs, device, out)
+        report["equal"] = equal_in_result(precisions, args.seeds, args.equal_epochs, device, out,
+                                          args.jobs)
         save()
         print(f"{'precision':<10}{'test Score per seed':<30}{'mean ± std':>16}{'min':>7}")
         for r in report["equal"]:

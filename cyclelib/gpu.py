@@ -46,18 +46,21 @@ def check_precision(name: str, device: torch.device) -> None:
 
 @contextmanager
 def precision(name: str, device: torch.device) -> Iterator[torch.dtype | None]:
-    """Set TF32 for ``name`` while training on ``device``; yields the encoder's autocast dtype
-    (bfloat16 for ``bf16``, else None). The previous TF32 settings come back on exit."""
+    """Set TF32 for ``name`` (and cuDNN's algorithm search) while training on ``device``; yields
+    the encoder's autocast dtype (bfloat16 for ``bf16``, else None). The previous settings come
+    back on exit."""
     check_precision(name, device)
     if device.type != "cuda":
         yield None
         return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = name != "fp32"
+    backends = torch.backends
+    saved = backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark
+    backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = name != "fp32"
+    backends.cudnn.benchmark = True  # time cuDNN's algorithms once per shape, keep the fastest
     try:
         yield torch.bfloat16 if name == "bf16" else None
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark = saved
 
 
 def encoder_autocast(dtype: torch.dtype | None, device: torch.device):
