@@ -295,9 +295,11 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_gpu_"))
     if args.equal_epochs:
         precisions = ["fp32"] + [p for p in args.precisions if p != "fp32"]
-        report["equal"] = equal_in_result(precisions, args.seeds, args.equal_epochs, device, out,
-                                          args.jobs)
-        save()
+        report["equal"] = []
+        for name in precisions:  # saved after each, so a cut-off session keeps what it did
+            report["equal"] += equal_in_result([name], args.seeds, args.equal_epochs, device, out,
+                                               args.jobs)
+            save()
         print(f"{'precision':<10}{'test Score per seed':<30}{'mean ± std':>16}{'min':>7}")
         for r in report["equal"]:
             scores = " ".join(f"{s:.3f}" for s in r["test_scores"])

@@ -106,8 +106,8 @@ class SplitData:
         ``device``, ``chunk`` cycles at a time (host memory stays small for a memmap)."""
 
         def copy(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-            out = torch.empty((len(rows), *array.shape[1:]), dtype=torch.from_numpy(
-                array[:0]).dtype, device=device)
+            dtype = torch.from_numpy(np.zeros(0, array.dtype)).dtype
+            out = torch.empty((len(rows), *array.shape[1:]), dtype=dtype, device=device)
             for start in range(0, len(rows), chunk):
                 part = np.ascontiguousarray(array[rows[start : start + chunk]])
                 out[start : start + len(part)] = torch.from_numpy(part).to(device)
