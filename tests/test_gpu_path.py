@@ -115,3 +115,22 @@ def test_short_cuda_run_at_each_precision(tmp_path, name: str) -> None:
                                precision=name)
     result = train(ModelConfig.faithful(), data, evals, config, tmp_path / name, progress=False)
     assert len(result.history) == 2 and np.isfinite(result.history[-1]["loss_total"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible)")
+def test_cuda_run_stopped_and_resumed_continues(tmp_path) -> None:
+    """A checkpoint loaded onto the GPU gives back its CPU random states (they were refused once:
+    map_location moved them to CUDA)."""
+    data, evals = _splits()
+    config = TrainConfig.quick(epochs=2, batch_size=8, device="cuda")
+
+    def stop(epoch: int, row: dict) -> None:  # after epoch 1's checkpoint is written
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ModelConfig.small(), data, evals, config, tmp_path / "run", progress=False,
+              on_epoch_end=stop)
+    resumed = train(ModelConfig.small(), data, evals, config, tmp_path / "run", resume=True,
+                    progress=False)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
