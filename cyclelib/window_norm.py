@@ -19,7 +19,9 @@ statistics took 45 momentum updates per pass, in window order. :class:`WindowBat
   for each (``num_batches_tracked`` counts 45 per pass, one per call of the original).
 
 Evaluation (``.eval()``) is the parent class's: running statistics, the same graph for
-``torch.export``, the same state dict.
+``torch.export``, the same state dict. Under autocast (the GPU fast path's ``bf16``,
+:mod:`cyclelib.gpu`) the statistics and the normalisation run at the weights' precision
+(float32), not in bfloat16.
 """
 
 from __future__ import annotations
