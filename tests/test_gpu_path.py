@@ -72,7 +72,7 @@ def test_training_on_resident_splits_gives_the_same_numbers(tmp_path) -> None:
     """The GPU path's data handling (resident tensors, device-side indices, the divergence check
     kept on the device) run on the CPU: the same log as the host arrays give."""
     data, evals = _splits()
-    config = TrainConfig.quick(epochs=2, batch_size=8, device="cpu", wave_effects=True)
+    config = TrainConfig.quick(epochs=1, batch_size=8, device="cpu", wave_effects=True)
     plain = train(ModelConfig.small(), data, evals, config, tmp_path / "plain", progress=False)
     resident = train(ModelConfig.small(), data.resident(CPU),
                      {k: v.resident(CPU) for k, v in evals.items()}, config,
