@@ -20,7 +20,7 @@ import torch
 
 from cyclelib.constants import CLASS_NAMES
 from cyclelib.data import cycles_with_audio, load_icbhi, resolve_data_dir
-from cyclelib.feature_cache import cached_features
+from cyclelib.feature_cache import cached_features, read_rows
 from cyclelib.features import FeatureConfig
 
 
@@ -70,30 +70,58 @@ class SplitData:
     ``features`` (M, 3, 84, 688) float16 (usually the memmap of
     :func:`cyclelib.feature_cache.cached_features`) is shared by the splits; ``rows`` (N,) picks
     this split's cycles from it. ``waves`` (N, n) float32 are the fitted waveforms of the same
-    cycles, needed only to train with waveform effects.
+    cycles (an array, or the :class:`WaveRows` of a waveform cache: ``waves[index]`` reads
+    (len(index), n)), needed only to train with waveform effects.
     """
 
     labels: np.ndarray  # (N,) int64 class 0..3
     features: np.ndarray  # (M, 3, 84, 688) hybrid spectrograms of all rows
     rows: np.ndarray  # (N,) int64 positions of this split's cycles in ``features``
-    waves: np.ndarray | None = None  # (N, n) float32, only for on-the-fly augmentation
+    waves: np.ndarray | WaveRows | None = None  # (N, n) float32, only for on-the-fly augmentation
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def spectrograms(self, index: np.ndarray) -> torch.Tensor:
         """(len(index), 3, 84, 688) float32 CPU tensor of the cycles ``index`` (0..N-1)."""
-        return torch.from_numpy(np.asarray(self.features[self.rows[index]], dtype=np.float32))
+        return torch.from_numpy(read_rows(self.features, self.rows[index]).astype(np.float32))
+
+
+@dataclass
+class WaveRows:
+    """Waveforms of some feature rows, left on disk: ``array`` (K, n) float32 (usually the memmap
+    of :func:`cyclelib.feature_cache.cached_waveforms`) holds the feature rows ``rows`` (K,),
+    sorted; ``positions`` (N,) picks a split's cycles from it. ``view[index]`` reads
+    (len(index), n) float32 (:func:`cyclelib.feature_cache.read_rows`)."""
+
+    array: np.ndarray  # (K, n) float32
+    rows: np.ndarray  # (K,) int64 sorted feature rows of ``array``'s rows
+    positions: np.ndarray | None = None  # (N,) rows of ``array`` in split order; None: all
+
+    def __len__(self) -> int:
+        return len(self.array) if self.positions is None else len(self.positions)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        picked = np.asarray(index) if self.positions is None else self.positions[index]
+        return read_rows(self.array, picked)
+
+    def of(self, rows: np.ndarray) -> WaveRows:
+        """The waveforms of feature rows ``rows`` (N,), in that order; KeyError if one is absent."""
+        positions = np.searchsorted(self.rows, rows)
+        found = positions < len(self.rows)
+        if not found.all() or (self.rows[positions] != rows).any():
+            raise KeyError("some rows have no cached waveform")
+        return WaveRows(self.array, self.rows, positions)
 
 
 def split_data(
-    rows: pd.DataFrame, features: np.ndarray, waves: dict[int, np.ndarray] | None = None
+    rows: pd.DataFrame, features: np.ndarray, waves: WaveRows | None = None
 ) -> SplitData:
     """The :class:`SplitData` of the rows of one set (with the ``row`` column of
-    :class:`PreparedData`); ``waves`` ({row: waveform}) only to train with waveform effects."""
-    stacked = None if waves is None else np.stack([waves[r] for r in rows["row"]])
-    return SplitData(rows["label"].to_numpy(np.int64), features, rows["row"].to_numpy(np.int64),
-                     stacked)
+    :class:`PreparedData`); ``waves`` (covering those rows) only to train with waveform effects."""
+    index = rows["row"].to_numpy(np.int64)
+    return SplitData(rows["label"].to_numpy(np.int64), features, index,
+                     None if waves is None else waves.of(index))
 
 
 def describe_data(data: PreparedData, splits: dict[str, pd.DataFrame]) -> dict:

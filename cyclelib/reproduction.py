@@ -26,12 +26,14 @@ import pandas as pd
 import torch
 
 from cyclelib.checkpoint import load_model, prepare_run_dir
-from cyclelib.data import load_cycle_waveforms, protocol_splits
+from cyclelib.data import protocol_splits
 from cyclelib.device import resolve_device
 from cyclelib.evaluation import evaluate
+from cyclelib.feature_cache import cached_waveforms
+from cyclelib.features import FeatureConfig
 from cyclelib.metrics import headline
 from cyclelib.model import ModelConfig
-from cyclelib.prepare import PreparedData, describe_data, prepare_data, split_data
+from cyclelib.prepare import PreparedData, WaveRows, describe_data, prepare_data, split_data
 from cyclelib.results import aggregate, json_safe, results_markdown
 from cyclelib.train import TrainConfig, train
 
@@ -64,7 +66,7 @@ class _Experiment:
     device: torch.device
     resume: bool
     progress: bool
-    waves: dict[int, np.ndarray] | None  # training waveforms by feature row, if on the fly
+    waves: WaveRows | None  # training waveforms (cached on disk), if features are on the fly
 
 
 def check_choices(config: str, protocol: str = "official") -> None:
@@ -113,7 +115,7 @@ def reproduce(
     model_config = model_factory()
     data = prepare_data(data_dir, model_config.features, progress)
     splits = {seed: protocol_splits(data.cycles, protocol, seed) for seed in seeds}
-    waves = _training_waves(data, splits, recipe, progress)
+    waves = _training_waves(data, splits, recipe, progress, model_config.features)
     experiment = _Experiment(config, model_config, recipe, protocol, data, out, run_device,
                              resume, progress, waves)
     runs = [_run_seed(experiment, seed, splits[seed]) for seed in seeds]
@@ -127,14 +129,16 @@ def reproduce(
 def _training_waves(
     data: PreparedData, splits: dict[int, dict[str, pd.DataFrame]], recipe: TrainConfig,
     progress: bool,
-) -> dict[int, np.ndarray] | None:
-    """{feature row: fitted waveform} of every seed's training cycles when the recipe computes
-    features on the fly (waveform effects); None otherwise."""
+    features: FeatureConfig,
+) -> WaveRows | None:
+    """The fitted waveforms of every seed's training cycles when the recipe computes features on
+    the fly (waveform effects), cached on disk (a full train split is 2.9 GB of float32: never
+    held in memory); None otherwise."""
     if not recipe.needs_waveforms:
         return None
     rows = np.unique(np.concatenate([s["train"]["row"] for s in splits.values()]))
-    waves = load_cycle_waveforms(data.cycles.iloc[rows], data.data_dir, progress=progress)
-    return dict(zip(rows.tolist(), waves, strict=True))
+    waves = cached_waveforms(data.cycles.iloc[rows], data.data_dir, features, progress=progress)
+    return WaveRows(waves, rows)
 
 
 def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dict:
