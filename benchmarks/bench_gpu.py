@@ -66,22 +66,25 @@ def machine(device: torch.device) -> dict:
 
 def prepare(data_dir: str, max_train: int | None) -> dict:
     """Features (cached on ``device``), the official split and the training waveforms, timed."""
-    from cyclelib.data import load_cycle_waveforms, protocol_splits
+    from cyclelib.data import protocol_splits
+    from cyclelib.feature_cache import cached_waveforms
     from cyclelib.model import ModelConfig
-    from cyclelib.prepare import prepare_data, split_data
+    from cyclelib.prepare import WaveRows, prepare_data, split_data
 
     began = time.perf_counter()  # the cache is built on the GPU when there is one
-    data = prepare_data(data_dir, ModelConfig.faithful().features, progress=False)
+    features = ModelConfig.faithful().features
+    data = prepare_data(data_dir, features, progress=False)
     features_s = time.perf_counter() - began
     sets = protocol_splits(data.cycles, "official", 0)
     if max_train:
         sets["train"] = sets["train"].iloc[:max_train]
     began = time.perf_counter()
-    waves = load_cycle_waveforms(sets["train"], data.data_dir, progress=False)
+    rows = np.sort(sets["train"]["row"].to_numpy())
+    waves = WaveRows(cached_waveforms(data.cycles.iloc[rows], data.data_dir, features,
+                                      progress=False), rows)
     waves_s = time.perf_counter() - began
     return {
-        "train": split_data(sets["train"], data.features, dict(zip(sets["train"]["row"], waves,
-                                                                  strict=True))),
+        "train": split_data(sets["train"], data.features, waves),
         "val": split_data(sets["val"], data.features),
         "synthetic": data.synthetic, "cycles": len(data.cycles),
         "sizes": {k: len(v) for k, v in sets.items()},

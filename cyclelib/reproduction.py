@@ -29,12 +29,14 @@ import pandas as pd
 import torch
 
 from cyclelib.checkpoint import load_model, prepare_run_dir
-from cyclelib.data import load_cycle_waveforms, protocol_splits
+from cyclelib.data import protocol_splits
 from cyclelib.device import resolve_device
 from cyclelib.evaluation import evaluate
+from cyclelib.feature_cache import cached_waveforms
+from cyclelib.features import FeatureConfig
 from cyclelib.metrics import headline
 from cyclelib.model import ModelConfig
-from cyclelib.prepare import PreparedData, describe_data, prepare_data, split_data
+from cyclelib.prepare import PreparedData, WaveRows, describe_data, prepare_data, split_data
 from cyclelib.results import aggregate, json_safe, results_markdown
 from cyclelib.train import TrainConfig, train
 
@@ -67,7 +69,7 @@ class _Experiment:
     device: torch.device
     resume: bool
     progress: bool
-    waves: dict[int, np.ndarray] | None  # training waveforms by feature row, if on the fly
+    waves: WaveRows | None  # training waveforms (cached on disk), if features are on the fly
 
 
 def check_choices(config: str, protocol: str = "official") -> None:
@@ -123,7 +125,7 @@ def reproduce(
     data = prepare_data(data_dir, model_config.features, progress)
     splits = {seed: protocol_splits(data.cycles, protocol, seed) for seed in seeds}
     packed = min(jobs, len(seeds)) > 1
-    waves = None if packed else _training_waves(data, splits, recipe, progress)
+    waves = _training_waves(data, splits, recipe, progress, model_config.features)
     experiment = _Experiment(config, model_config, recipe, protocol, data, out, run_device,
                              resume, progress and not packed, waves)
     if packed:
@@ -140,25 +142,27 @@ def reproduce(
 def _training_waves(
     data: PreparedData, splits: dict[int, dict[str, pd.DataFrame]], recipe: TrainConfig,
     progress: bool,
-) -> dict[int, np.ndarray] | None:
-    """{feature row: fitted waveform} of every seed's training cycles when the recipe computes
-    features on the fly (waveform effects); None otherwise."""
+    features: FeatureConfig,
+) -> WaveRows | None:
+    """The fitted waveforms of every seed's training cycles when the recipe computes features on
+    the fly (waveform effects), cached on disk (a full train split is 2.9 GB of float32: never
+    held in memory); None otherwise."""
     if not recipe.needs_waveforms:
         return None
     rows = np.unique(np.concatenate([s["train"]["row"] for s in splits.values()]))
-    waves = load_cycle_waveforms(data.cycles.iloc[rows], data.data_dir, progress=progress)
-    return dict(zip(rows.tolist(), waves, strict=True))
+    waves = cached_waveforms(data.cycles.iloc[rows], data.data_dir, features, progress=progress)
+    return WaveRows(waves, rows)
 
 
 def _run_packed(
     e: _Experiment, seeds: list[int], splits: dict[int, dict[str, pd.DataFrame]], jobs: int
 ) -> list[dict]:
     """Each seed in its own spawned process (CUDA needs spawn), ``jobs`` at a time. A process
-    gets the feature cache's file name, not its 2 GB of values, and loads its own waveforms."""
+    gets the feature cache's file name, not its 2 GB of values, and opens the waveform cache that
+    :func:`reproduce` built for every seed's training rows."""
     features = e.data.features
-    light = replace(e, data=replace(e.data, features=None))
-    tasks = [(light, features.filename, features.shape, seed, splits[seed], jobs)
-             for seed in seeds]
+    light = replace(e, data=replace(e.data, features=None), waves=None)
+    tasks = [(light, features.filename, features.shape, seed, splits, jobs) for seed in seeds]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)), mp_context=context) as pool:
         return list(pool.map(_packed_seed, tasks))
@@ -166,12 +170,12 @@ def _run_packed(
 
 def _packed_seed(task: tuple) -> dict:
     """One seed of :func:`_run_packed`, inside its process."""
-    light, filename, shape, seed, rows, jobs = task
+    light, filename, shape, seed, splits, jobs = task
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
     features = np.memmap(filename, dtype=np.float16, mode="r", shape=shape)
     e = replace(light, data=replace(light.data, features=features))
-    waves = _training_waves(e.data, {seed: rows}, e.recipe, progress=False)
-    return _run_seed(replace(e, waves=waves), seed, rows)
+    waves = _training_waves(e.data, splits, e.recipe, False, e.model_config.features)  # cached
+    return _run_seed(replace(e, waves=waves), seed, splits[seed])
 
 
 def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dict:

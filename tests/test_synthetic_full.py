@@ -116,3 +116,10 @@ def test_refuses_unknown_patients_and_full_folders(tmp_path: Path) -> None:
     (tmp_path / "b" / "x.txt").write_text("x")
     with pytest.raises(ValueError, match="not empty"):
         make_full_synthetic_icbhi(tmp_path / "b", patients=[101])
+
+
+def test_command_refuses_mixed_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["synth", str(tmp_path / "a"), "--like-icbhi", "--patients", "5"]) == 1
+    assert main(["synth", str(tmp_path / "b"), "--patients-subset", "101"]) == 1
+    assert "--patients-subset needs --like-icbhi" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
