@@ -29,12 +29,11 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-import numpy as np
 import torch
 import torchaudio.functional as AF
 
 from cyclelib.constants import SAMPLE_RATE
-from cyclelib.data.audio import fit_length
+from cyclelib.gpu import to_device
 
 EFFECTS = ("noise", "speed", "loudness", "vtlp", "pitch")  # drawn uniformly, one per sample
 STFT = dict(n_fft=512, hop_length=128)  # 23 ms windows at 22 kHz for the stretch and VTLP
@@ -61,12 +60,13 @@ class AugmentConfig:
 
 
 def _refit(wave: torch.Tensor, n: int) -> torch.Tensor:
-    """Fit a (samples,) tensor to ``n`` samples with :func:`cyclelib.data.fit_length` semantics.
-
-    The index pattern comes from ``fit_length`` itself, so the data stay on their device.
-    """
-    index = torch.from_numpy(fit_length(np.arange(wave.shape[-1]), n)).to(wave.device)
-    return wave[index]
+    """Fit a (samples,) tensor to ``n`` samples as :func:`cyclelib.data.fit_length` does (the
+    tests compare them): the last ``n`` samples of a longer one, a shorter one tiled. The index
+    is made on the wave's device (no host-to-device copy)."""
+    length = wave.shape[-1]
+    if length >= n:
+        return wave[length - n :]
+    return wave[torch.arange(n, device=wave.device) % length]
 
 
 def _stft(wave: torch.Tensor) -> torch.Tensor:
@@ -151,8 +151,8 @@ def apply_effect(
         return bounds[0] + strength * (bounds[1] - bounds[0])
 
     if name == "noise":
-        noise = torch.randn(n, generator=generator).to(wave.device, wave.dtype)
-        snr = torch.tensor(pick(config.noise_snr_db), device=wave.device, dtype=wave.dtype)
+        noise = to_device(torch.randn(n, generator=generator), wave.device).to(wave.dtype)
+        snr = torch.full((), pick(config.noise_snr_db), device=wave.device, dtype=wave.dtype)
         return AF.add_noise(wave, noise, snr)
     if name == "loudness":
         return wave * pick(config.loudness)
@@ -193,20 +193,23 @@ def circular_shift(x: torch.Tensor, p: float, generator: torch.Generator) -> tor
     """
     batch, length = x.shape[0], x.shape[-1]
     chosen = torch.rand(batch, generator=generator) < p
-    shift = torch.randint(length, (batch,), generator=generator) * chosen
-    index = (torch.arange(length) - shift[:, None]) % length  # out[t] = x[t - shift]
+    shift = to_device(torch.randint(length, (batch,), generator=generator) * chosen, x.device)
+    index = (torch.arange(length, device=x.device) - shift[:, None]) % length  # x[t - shift]
     index = index.reshape(batch, *([1] * (x.ndim - 2)), length).expand(x.shape)
-    return x.gather(-1, index.to(x.device))
+    return x.gather(-1, index)
 
 
 def _band_mask(
-    shape: tuple[int, int], count: int, widest: int, size: int, generator: torch.Generator
+    shape: tuple[int, int], count: int, widest: int, size: int, generator: torch.Generator,
+    device: torch.device,
 ) -> torch.Tensor:
-    """(B, C, size) bool: the union of ``count`` bands of width 0..widest at random starts."""
+    """(B, C, size) bool on ``device``: the union of ``count`` bands of width 0..widest at random
+    starts (drawn on the CPU ``generator``, compared on the device)."""
     width = torch.randint(widest + 1, (*shape, count), generator=generator)
     start = (torch.rand(*shape, count, generator=generator) * (size - width + 1)).long()
-    pos = torch.arange(size)
-    inside = (pos >= start[..., None]) & (pos < (start + width)[..., None])
+    start, stop = to_device(torch.stack([start, start + width]), device)
+    pos = torch.arange(size, device=device)
+    inside = (pos >= start[..., None]) & (pos < stop[..., None])
     return inside.any(-2)
 
 
@@ -218,9 +221,13 @@ def spec_augment(
     if spec.ndim != 4:
         raise ValueError(f"spec_augment expects (B, maps, bins, frames), got {tuple(spec.shape)}")
     batch, maps, bins, frames = spec.shape
+    device = spec.device
     chosen = torch.rand(batch, generator=generator) < config.p_spec
-    freq = _band_mask((batch, maps), config.freq_masks, config.freq_mask_bins, bins, generator)
-    time = _band_mask((batch, maps), config.time_masks, config.time_mask_frames, frames, generator)
+    freq = _band_mask((batch, maps), config.freq_masks, config.freq_mask_bins, bins, generator,
+                      device)
+    time = _band_mask((batch, maps), config.time_masks, config.time_mask_frames, frames,
+                      generator, device)
+    chosen = to_device(chosen, device)
     mask = (freq[..., :, None] | time[..., None, :]) & chosen[:, None, None, None]
     mean = spec.mean(dim=(-2, -1), keepdim=True)
-    return torch.where(mask.to(spec.device), mean, spec)
+    return torch.where(mask, mean, spec)

@@ -87,12 +87,13 @@ def capture_rng() -> dict:
 
 
 def restore_rng(state: dict) -> None:
-    """Restore the random states captured by :func:`capture_rng`."""
-    torch.set_rng_state(state["torch"])
+    """Restore the random states captured by :func:`capture_rng` (from a checkpoint loaded onto
+    any device: the states are CPU byte tensors again before they are set)."""
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
-    legacy = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+    legacy = (kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss)
     np.random.set_state(legacy)  # noqa: NPY002
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))

@@ -2,10 +2,11 @@
 
     cyclelib check-data DIR [--json]    validate an ICBHI folder (exit 0 clean, 1 problems, 2 usage)
     cyclelib synth DIR [--seed N] [--patients N]
+    cyclelib synth DIR --like-icbhi [--seed N] [--patients-subset P ...] [--workers N]
     cyclelib download [DIR] [--insecure]
     cyclelib reproduce [--data-dir DIR] [--config faithful|small] [--epochs N] [--seeds 0 1 2]
-                       [--device auto|cpu|cuda] [--out DIR] [--resume] [--overwrite]
-                       [--paper-protocol]
+                       [--device auto|cpu|cuda] [--precision fp32|tf32|bf16] [--jobs N]
+                       [--out DIR] [--resume] [--overwrite] [--paper-protocol]
     cyclelib evaluate CHECKPOINT [--data-dir DIR]
     cyclelib export CHECKPOINT --out DIR [--int8] [--onnx] [--data-dir DIR]
     cyclelib --version
@@ -39,7 +40,8 @@ def _check_data(args: argparse.Namespace) -> int:
 
 
 def _print_data_report(report: dict) -> None:
-    print(f"ICBHI folder {report['data_dir']}")
+    kind = "SYNTHETIC set (not ICBHI 2017 recordings)" if report["synthetic"] else "ICBHI folder"
+    print(f"{kind} {report['data_dir']}")
     print(
         f"  {report['recordings']} annotated recordings, {report['recordings_with_audio']} with "
         f"audio ({report['missing_audio']} without), {report['cycles']} cycles"
@@ -58,10 +60,26 @@ def _print_data_report(report: dict) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from cyclelib.data import make_synthetic_icbhi
+    import time
 
-    out = make_synthetic_icbhi(args.dir, seed=args.seed, patients=args.patients)
-    print(f"synthetic ICBHI-format set (not real data) written to {out}")
+    from cyclelib.data import make_synthetic_icbhi
+    from cyclelib.data.synthetic_full import disk_usage, make_full_synthetic_icbhi
+
+    began = time.perf_counter()
+    if args.like_icbhi:
+        if args.patients is not None:
+            raise ValueError("--patients is for the teaching set: with --like-icbhi, choose real "
+                             "patient numbers with --patients-subset")
+        out = make_full_synthetic_icbhi(args.dir, seed=args.seed, patients=args.patients_subset,
+                                        workers=args.workers)
+        kind = "full-size synthetic set with ICBHI 2017's shape"
+    elif args.patients_subset is not None:
+        raise ValueError("--patients-subset needs --like-icbhi")
+    else:
+        out = make_synthetic_icbhi(args.dir, seed=args.seed, patients=args.patients or 30)
+        kind = "synthetic ICBHI-format set"
+    print(f"{kind} (SYNTHETIC, not real data) written to {out}: "
+          f"{disk_usage(out) / 1e6:.1f} MB on disk, {time.perf_counter() - began:.1f} s")
     return 0
 
 
@@ -84,6 +102,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             args.data_dir, config=args.config, epochs=args.epochs, seeds=args.seeds,
             device=args.device, out=args.out, resume=args.resume, overwrite=args.overwrite,
             protocol="paper" if args.paper_protocol else "official",
+            train_changes={"precision": args.precision}, jobs=args.jobs,
         )
     except (RunExistsError, TrainingDiverged) as err:
         print(f"cyclelib reproduce: {err}", file=sys.stderr)
@@ -145,7 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write the synthetic teaching set (ICBHI format)")
     p.add_argument("dir")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patients", type=int, default=30)
+    p.add_argument("--patients", type=int, default=None,
+                   help="patients of the teaching set (default: 30)")
+    p.add_argument("--like-icbhi", action="store_true",
+                   help="the full-size set: ICBHI 2017's 920 recordings, split, cycles and "
+                        "formats, synthetic sounds (about 2 GB)")
+    p.add_argument("--patients-subset", type=int, nargs="+", default=None, metavar="P",
+                   help="with --like-icbhi: only these real patient numbers (101-226)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --like-icbhi: processes (default: every CPU)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("download", help="download the official ICBHI 2017 files with pooch")
@@ -160,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="default: the config's")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="seeds trained at once, one process each (e.g. 3 on one GPU)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                   help="CUDA only: fp32 (reference), tf32, or bf16 (the fast path)")
     p.add_argument("--out", default=None, help="results folder (default: runs/CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cyclelib.gpu import encoder_autocast, to_device
 from cyclelib.model import CycleGuardian, CycleGuardianOutput
 from cyclelib.window_norm import running_stat_passes
 
@@ -128,7 +129,7 @@ def group_mix(
         raise ValueError(f"n_mixed must lie in [0, {n_groups}], got {n_mixed}")
     positions = torch.randperm(n_groups, generator=generator)[:n_mixed]
     perm = torch.randperm(batch, generator=generator)
-    positions, perm = positions.to(embeddings.device), perm.to(embeddings.device)
+    positions, perm = to_device(positions, embeddings.device), to_device(perm, embeddings.device)
     replaced = torch.zeros(n_groups, dtype=torch.bool, device=embeddings.device)
     replaced[positions] = True
     mixed = torch.where(replaced[:, None], embeddings[perm], embeddings)
@@ -204,6 +205,8 @@ class CycleGuardianObjective(nn.Module):
         self.model = model
         self.config = config or LossConfig()
         self.projector = Projector(model.config.cluster_dim)
+        self.encoder_dtype: torch.dtype | None = None  # bfloat16: the encoder under autocast
+        #   (:mod:`cyclelib.gpu`, CUDA only); None: float32
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
@@ -216,8 +219,12 @@ class CycleGuardianObjective(nn.Module):
                 f"group-mix partners), got x of shape {tuple(x.shape)}"
             )
         reduction, similarity = self.config.kl_reduction, self.model.similarity
-        with running_stat_passes(self.model, ORIGINAL_PASSES):
-            out = self.model(x)
+        with running_stat_passes(self.model, ORIGINAL_PASSES), \
+                encoder_autocast(self.encoder_dtype, x.device):
+            embeddings = self.model.embed(x)
+        if self.encoder_dtype is not None:  # the rest in float32
+            embeddings = embeddings.float()
+        out = self.model.forward_from_embeddings(embeddings)
         mix = group_mix(out.embeddings, generator)
         mixed = self.model.forward_from_embeddings(mix.embeddings)
         terms = {

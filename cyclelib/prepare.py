@@ -20,8 +20,9 @@ import torch
 
 from cyclelib.constants import CLASS_NAMES
 from cyclelib.data import cycles_with_audio, load_icbhi, resolve_data_dir
-from cyclelib.feature_cache import cached_features
+from cyclelib.feature_cache import cached_features, read_rows
 from cyclelib.features import FeatureConfig
+from cyclelib.gpu import to_device
 
 
 @dataclass
@@ -70,30 +71,113 @@ class SplitData:
     ``features`` (M, 3, 84, 688) float16 (usually the memmap of
     :func:`cyclelib.feature_cache.cached_features`) is shared by the splits; ``rows`` (N,) picks
     this split's cycles from it. ``waves`` (N, n) float32 are the fitted waveforms of the same
-    cycles, needed only to train with waveform effects.
+    cycles (an array, or the :class:`WaveRows` of a waveform cache: ``waves[index]`` reads
+    (len(index), n)), needed only to train with waveform effects. :meth:`resident` gives the
+    same split with its arrays as tensors on a GPU (then ``features`` is (N, ...), ``rows``
+    0..N-1).
     """
 
     labels: np.ndarray  # (N,) int64 class 0..3
-    features: np.ndarray  # (M, 3, 84, 688) hybrid spectrograms of all rows
+    features: np.ndarray | torch.Tensor  # (M, 3, 84, 688) hybrid spectrograms of all rows
     rows: np.ndarray  # (N,) int64 positions of this split's cycles in ``features``
-    waves: np.ndarray | None = None  # (N, n) float32, only for on-the-fly augmentation
+    waves: np.ndarray | WaveRows | torch.Tensor | None = None  # (N, n) float32, only for
+    #   on-the-fly augmentation
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def spectrograms(self, index: np.ndarray) -> torch.Tensor:
-        """(len(index), 3, 84, 688) float32 CPU tensor of the cycles ``index`` (0..N-1)."""
-        return torch.from_numpy(np.asarray(self.features[self.rows[index]], dtype=np.float32))
+        """(len(index), 3, 84, 688) float32 tensor of the cycles ``index`` (0..N-1), on the
+        CPU, or on the GPU for a :meth:`resident` split."""
+        if isinstance(self.features, torch.Tensor):
+            return self.features[self._on_device(self.rows[index])].float()
+        return torch.from_numpy(read_rows(self.features, self.rows[index]).astype(np.float32))
+
+    def waveforms(self, index: np.ndarray) -> torch.Tensor:
+        """(len(index), n) float32 waveforms of the cycles ``index``, where ``waves`` are."""
+        if self.waves is None:
+            raise ValueError("this split holds no waveforms (SplitData.waves is None)")
+        if isinstance(self.waves, torch.Tensor):
+            return self.waves[self._on_device(index)]
+        return torch.from_numpy(np.ascontiguousarray(self.waves[index]))
+
+    def _on_device(self, index: np.ndarray) -> torch.Tensor:
+        return to_device(torch.from_numpy(np.asarray(index, dtype=np.int64)), self.features.device)
+
+    def resident(self, device: torch.device, chunk: int = 256) -> SplitData:
+        """This split with its features (float16) and waveforms (float32, if any) copied once to
+        ``device``, ``chunk`` cycles at a time (host memory stays small for a memmap)."""
+        everything = np.arange(len(self))
+        parts = [everything[i : i + chunk] for i in range(0, len(self), chunk)]
+        features = torch.cat([torch.from_numpy(read_rows(self.features, self.rows[p])).to(device)
+                              for p in parts])
+        waves = None if self.waves is None else torch.cat(
+            [self.waveforms(p).to(device) for p in parts])
+        return SplitData(self.labels, features, everything, waves)
+
+
+@dataclass
+class WaveRows:
+    """Waveforms of some feature rows, left on disk: ``array`` (K, n) float32 (usually the memmap
+    of :func:`cyclelib.feature_cache.cached_waveforms`) holds the feature rows ``rows`` (K,),
+    sorted; ``positions`` (N,) picks a split's cycles from it. ``view[index]`` reads
+    (len(index), n) float32 (:func:`cyclelib.feature_cache.read_rows`)."""
+
+    array: np.ndarray  # (K, n) float32
+    rows: np.ndarray  # (K,) int64 sorted feature rows of ``array``'s rows
+    positions: np.ndarray | None = None  # (N,) rows of ``array`` in split order; None: all
+
+    def __len__(self) -> int:
+        return len(self.array) if self.positions is None else len(self.positions)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        picked = np.asarray(index) if self.positions is None else self.positions[index]
+        return read_rows(self.array, picked)
+
+    def of(self, rows: np.ndarray) -> WaveRows:
+        """The waveforms of feature rows ``rows`` (N,), in that order; KeyError if one is absent."""
+        positions = np.searchsorted(self.rows, rows)
+        found = positions < len(self.rows)
+        if not found.all() or (self.rows[positions] != rows).any():
+            raise KeyError("some rows have no cached waveform")
+        return WaveRows(self.array, self.rows, positions)
+
+    def waveforms(self, index: np.ndarray) -> torch.Tensor:
+        """(len(index), n) float32 waveforms of the cycles ``index``, where ``waves`` are."""
+        if self.waves is None:
+            raise ValueError("this split holds no waveforms (SplitData.waves is None)")
+        if isinstance(self.waves, torch.Tensor):
+            return self.waves[self._on_device(index)]
+        return torch.from_numpy(np.ascontiguousarray(self.waves[index]))
+
+    def _on_device(self, index: np.ndarray) -> torch.Tensor:
+        return to_device(torch.from_numpy(np.asarray(index, dtype=np.int64)), self.features.device)
+
+    def resident(self, device: torch.device, chunk: int = 256) -> SplitData:
+        """This split with its features (float16) and waveforms (float32, if any) copied once to
+        ``device``, ``chunk`` cycles at a time (host memory stays small for a memmap)."""
+
+        def copy(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+            dtype = torch.from_numpy(np.zeros(0, array.dtype)).dtype
+            out = torch.empty((len(rows), *array.shape[1:]), dtype=dtype, device=device)
+            for start in range(0, len(rows), chunk):
+                part = np.ascontiguousarray(array[rows[start : start + chunk]])
+                out[start : start + len(part)] = torch.from_numpy(part).to(device)
+            return out
+
+        everything = np.arange(len(self))
+        waves = None if self.waves is None else copy(self.waves, everything)
+        return SplitData(self.labels, copy(self.features, self.rows), everything, waves)
 
 
 def split_data(
-    rows: pd.DataFrame, features: np.ndarray, waves: dict[int, np.ndarray] | None = None
+    rows: pd.DataFrame, features: np.ndarray, waves: WaveRows | None = None
 ) -> SplitData:
     """The :class:`SplitData` of the rows of one set (with the ``row`` column of
-    :class:`PreparedData`); ``waves`` ({row: waveform}) only to train with waveform effects."""
-    stacked = None if waves is None else np.stack([waves[r] for r in rows["row"]])
-    return SplitData(rows["label"].to_numpy(np.int64), features, rows["row"].to_numpy(np.int64),
-                     stacked)
+    :class:`PreparedData`); ``waves`` (covering those rows) only to train with waveform effects."""
+    index = rows["row"].to_numpy(np.int64)
+    return SplitData(rows["label"].to_numpy(np.int64), features, index,
+                     None if waves is None else waves.of(index))
 
 
 def describe_data(data: PreparedData, splits: dict[str, pd.DataFrame]) -> dict:

@@ -16,8 +16,11 @@ data come from :func:`cyclelib.prepare.prepare_data`, the table from :mod:`cycle
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -26,12 +29,14 @@ import pandas as pd
 import torch
 
 from cyclelib.checkpoint import load_model, prepare_run_dir
-from cyclelib.data import load_cycle_waveforms, protocol_splits
+from cyclelib.data import protocol_splits
 from cyclelib.device import resolve_device
 from cyclelib.evaluation import evaluate
+from cyclelib.feature_cache import cached_waveforms
+from cyclelib.features import FeatureConfig
 from cyclelib.metrics import headline
 from cyclelib.model import ModelConfig
-from cyclelib.prepare import PreparedData, describe_data, prepare_data, split_data
+from cyclelib.prepare import PreparedData, WaveRows, describe_data, prepare_data, split_data
 from cyclelib.results import aggregate, json_safe, results_markdown
 from cyclelib.train import TrainConfig, train
 
@@ -91,8 +96,8 @@ class _Experiment:
     device: torch.device
     resume: bool
     progress: bool
-    clock: _WallClock  # the whole invocation's, ticked after every epoch of every seed
-    waves: dict[int, np.ndarray] | None  # training waveforms by feature row, if on the fly
+    clock: _WallClock | None  # the invocation's, ticked after every epoch (not in packed seeds)
+    waves: WaveRows | None  # training waveforms (cached on disk), if features are on the fly
 
 
 def check_choices(config: str, protocol: str = "official") -> None:
@@ -115,6 +120,7 @@ def reproduce(
     protocol: str = "official",
     progress: bool = True,
     train_changes: dict | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Train ``config`` once per seed under ``protocol`` and write the results (DESIGN §7).
 
@@ -122,6 +128,9 @@ def reproduce(
     protocol) and one run folder per seed (``seed_N``: log, ``best.pt``, ``last.pt``). ``out``
     defaults to ``runs/{config}`` (``runs/{config}_PAPER_PROTOCOL``). ``train_changes`` overrides
     fields of the training recipe (e.g. ``{"loss": LossConfig(...)}`` for an ablation).
+    ``jobs`` > 1 trains that many seeds at once, each in its own process (on one GPU, the
+    seeds then share it: a step of one fills the gaps of another); the figures are each seed's
+    own, as when run one after the other.
     Returns the content of results.json, plus ``out``. ``wall_seconds`` there (and in each run)
     is summed over every segment of a resumed run, and ``resumes`` counts the resumptions.
     (Huge-page CPU memory, which the
@@ -134,6 +143,8 @@ def reproduce(
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     model_factory, train_factory = CONFIGS[config]
     recipe = train_factory(device=device, **(train_changes or {}))
     recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
@@ -144,10 +155,14 @@ def reproduce(
     model_config = model_factory()
     data = prepare_data(data_dir, model_config.features, progress)
     splits = {seed: protocol_splits(data.cycles, protocol, seed) for seed in seeds}
-    waves = _training_waves(data, splits, recipe, progress)
+    packed = min(jobs, len(seeds)) > 1
+    waves = _training_waves(data, splits, recipe, progress, model_config.features)
     experiment = _Experiment(config, model_config, recipe, protocol, data, out, run_device,
-                             resume, progress, clock, waves)
-    runs = [_run_seed(experiment, seed, splits[seed]) for seed in seeds]
+                             resume, progress and not packed, clock, waves)
+    if packed:
+        runs = _run_packed(experiment, seeds, splits, jobs)
+    else:
+        runs = [_run_seed(experiment, seed, splits[seed]) for seed in seeds]
     results = _results(experiment, seeds, splits[seeds[0]], runs, clock.summary())
     (out / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
     (out / f"results{suffix}.md").write_text(results_markdown(results))
@@ -158,14 +173,40 @@ def reproduce(
 def _training_waves(
     data: PreparedData, splits: dict[int, dict[str, pd.DataFrame]], recipe: TrainConfig,
     progress: bool,
-) -> dict[int, np.ndarray] | None:
-    """{feature row: fitted waveform} of every seed's training cycles when the recipe computes
-    features on the fly (waveform effects); None otherwise."""
+    features: FeatureConfig,
+) -> WaveRows | None:
+    """The fitted waveforms of every seed's training cycles when the recipe computes features on
+    the fly (waveform effects), cached on disk (a full train split is 2.9 GB of float32: never
+    held in memory); None otherwise."""
     if not recipe.needs_waveforms:
         return None
     rows = np.unique(np.concatenate([s["train"]["row"] for s in splits.values()]))
-    waves = load_cycle_waveforms(data.cycles.iloc[rows], data.data_dir, progress=progress)
-    return dict(zip(rows.tolist(), waves, strict=True))
+    waves = cached_waveforms(data.cycles.iloc[rows], data.data_dir, features, progress=progress)
+    return WaveRows(waves, rows)
+
+
+def _run_packed(
+    e: _Experiment, seeds: list[int], splits: dict[int, dict[str, pd.DataFrame]], jobs: int
+) -> list[dict]:
+    """Each seed in its own spawned process (CUDA needs spawn), ``jobs`` at a time. A process
+    gets the feature cache's file name, not its 2 GB of values, and opens the waveform cache that
+    :func:`reproduce` built for every seed's training rows."""
+    features = e.data.features
+    light = replace(e, data=replace(e.data, features=None), waves=None, clock=None)
+    tasks = [(light, features.filename, features.shape, seed, splits, jobs) for seed in seeds]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)), mp_context=context) as pool:
+        return list(pool.map(_packed_seed, tasks))
+
+
+def _packed_seed(task: tuple) -> dict:
+    """One seed of :func:`_run_packed`, inside its process."""
+    light, filename, shape, seed, splits, jobs = task
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    features = np.memmap(filename, dtype=np.float16, mode="r", shape=shape)
+    e = replace(light, data=replace(light.data, features=features))
+    waves = _training_waves(e.data, splits, e.recipe, False, e.model_config.features)  # cached
+    return _run_seed(replace(e, waves=waves), seed, splits[seed])
 
 
 def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dict:
@@ -179,7 +220,7 @@ def _run_seed(e: _Experiment, seed: int, splits: dict[str, pd.DataFrame]) -> dic
         {name: sets[name] for name in evaluated}, replace(e.recipe, seed=seed),
         e.out / f"seed_{seed}", select=select, resume=e.resume, progress=e.progress,
         meta={"protocol": e.protocol, "data": description},
-        on_epoch_end=lambda *_: (clock.tick(), e.clock.tick()),
+        on_epoch_end=lambda *_: (clock.tick(), e.clock is not None and e.clock.tick()),
     )
     run = {"seed": seed, "best_epoch": result.best_epoch,
            "val_score": result.best_metrics.get("val_score"), "splits": description["splits"]}

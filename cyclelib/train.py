@@ -38,6 +38,7 @@ from cyclelib.checkpoint import (
 from cyclelib.device import resolve_device
 from cyclelib.evaluation import evaluate
 from cyclelib.features import FeatureConfig, HybridSpectrogram
+from cyclelib.gpu import check_precision, precision, to_device, tuned_for
 from cyclelib.losses import CycleGuardianObjective, LossConfig
 from cyclelib.model import CycleGuardian, ModelConfig
 from cyclelib.prepare import SplitData
@@ -65,6 +66,8 @@ class TrainConfig:
     eval_batch_size: int = 64  # batch of the no-grad evaluation passes (memory only)
     seed: int = 0  # initial weights, batch order, augmentation and group mix all follow it
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    precision: str = "fp32"  # CUDA only: fp32 | tf32 | bf16 (cyclelib.gpu.PRECISIONS); fp32 is
+    #   the reference, bf16 the fast path (README, "Training on a GPU")
 
     @classmethod
     def faithful(cls, **changes: object) -> TrainConfig:
@@ -131,7 +134,7 @@ class _Inputs:
     def __call__(self, index: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         c = self.config
         if self.on_the_fly:
-            waves = torch.from_numpy(self.data.waves[index]).to(self.device)
+            waves = self.data.waveforms(index).to(self.device)
             waves = augment_waveforms(waves, c.augment, generator)
             if c.circular_shift:
                 waves = circular_shift(waves, c.augment.p_shift, generator)
@@ -152,10 +155,11 @@ class _Training:
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device):
         torch.manual_seed(config.seed)  # the initial weights
-        model = CycleGuardian(model_config)
+        model = CycleGuardian(tuned_for(model_config, device))
         self.objective = CycleGuardianObjective(model, config.loss).to(device)
+        fused = True if device.type == "cuda" else None  # one kernel per step on a GPU
         self.optimizer = torch.optim.Adam(self.objective.parameters(), lr=config.lr,
-                                          weight_decay=0.0)
+                                          weight_decay=0.0, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, config.scaled_milestones(), gamma=config.gamma
         )
@@ -190,19 +194,16 @@ def _train_epoch(
     device, objective, optimizer = inputs.device, training.objective, training.optimizer
     sums = {k: torch.zeros((), device=device, dtype=torch.float64) for k in LOSS_TERMS}
     correct, seen = torch.zeros((), device=device, dtype=torch.long), 0
+    first_bad = torch.zeros((), device=device, dtype=torch.long)  # 1-based step, 0: none yet
     objective.train()
     batches = _batches(len(data), config.batch_size, generator)
     for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", leave=False,
                                       disable=not progress)):
         x = inputs(index, generator)
-        labels = torch.from_numpy(data.labels[index]).to(device)
+        labels = to_device(torch.from_numpy(data.labels[index]), device)
         terms, out = objective(x, labels, generator)
-        if not torch.isfinite(terms["total"]):
-            bad = {k: float(v.detach()) for k, v in terms.items()}
-            raise TrainingDiverged(
-                f"the loss is not finite at epoch {epoch + 1}, step {step + 1} ({bad}); "
-                "training stopped, the last good checkpoint (last.pt) is kept"
-            )
+        bad = (first_bad == 0) & ~torch.isfinite(terms["total"])  # checked on the device
+        first_bad = torch.where(bad, step + 1, first_bad)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()
@@ -212,6 +213,11 @@ def _train_epoch(
             sums[k] += terms[k].detach() * len(index)
         correct += (out.logits.argmax(-1) == labels).sum()
         seen += len(index)
+    if first_bad:  # the epoch's only wait for the GPU, with the loss sums below
+        raise TrainingDiverged(
+            f"the loss is not finite at epoch {epoch + 1}, step {int(first_bad)}; "
+            "training stopped, the last good checkpoint (last.pt) is kept"
+        )
     row = {f"loss_{k}": float(v) / max(seen, 1) for k, v in sums.items()}
     row["train_acc"] = float(correct) / max(seen, 1)
     return row
@@ -303,8 +309,12 @@ def train(
         raise ValueError(f"select names the set {select[0]!r} but eval_data has {list(eval_data)}")
     if len(train_data) < 2:
         raise ValueError(f"training needs at least 2 cycles, got {len(train_data)}")
-    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if device.type == "cuda":  # the GPU fast path (cyclelib.gpu): inputs resident on the GPU
+        train_data = train_data.resident(device)
+        eval_data = {name: split.resident(device) for name, split in eval_data.items()}
     training = _Training(model_config, config, device)
     inputs = _Inputs(train_data, config, model_config.features, device)
     static = {"model_config": asdict(model_config), "train_config": asdict(config),
@@ -315,15 +325,17 @@ def train(
     log_path.write_text("".join(json.dumps(row) + "\n" for row in result.history))
     bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs,
                desc=run_dir.name, disable=not progress)
-    for epoch in bar:
-        row = _epoch(training, inputs, train_data, eval_data, config, epoch, progress)
-        result.history.append(row)
-        with log_path.open("a") as log:
-            log.write(json.dumps(row) + "\n")
-        metrics = {k: v for k, v in row.items() if k.startswith(tuple(eval_data))}
-        _save(training, result, row, metrics, static, select)
-        bar.set_postfix(loss=f"{row['loss_total']:.3f}",
-                        **{select[0]: f"{row[f'{select[0]}_{select[1]}']:.3f}"})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
+    with precision(config.precision, device) as encoder_dtype:
+        training.objective.encoder_dtype = encoder_dtype
+        for epoch in bar:
+            row = _epoch(training, inputs, train_data, eval_data, config, epoch, progress)
+            result.history.append(row)
+            with log_path.open("a") as log:
+                log.write(json.dumps(row) + "\n")
+            metrics = {k: v for k, v in row.items() if k.startswith(tuple(eval_data))}
+            _save(training, result, row, metrics, static, select)
+            bar.set_postfix(loss=f"{row['loss_total']:.3f}",
+                            **{select[0]: f"{row[f'{select[0]}_{select[1]}']:.3f}"})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
     return result

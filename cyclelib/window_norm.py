@@ -19,7 +19,9 @@ statistics took 45 momentum updates per pass, in window order. :class:`WindowBat
   for each (``num_batches_tracked`` counts 45 per pass, one per call of the original).
 
 Evaluation (``.eval()``) is the parent class's: running statistics, the same graph for
-``torch.export``, the same state dict.
+``torch.export``, the same state dict. Under autocast (the GPU fast path's ``bf16``,
+:mod:`cyclelib.gpu`) the statistics and the normalisation run at the weights' precision
+(float32), not in bfloat16.
 """
 
 from __future__ import annotations
@@ -134,7 +136,9 @@ class _WindowStats:
                 f"{type(self).__name__} needs B·{self.windows} rows, B·spatial >= 2 in training; "
                 f"got input of shape {tuple(x.shape)}"
             )
-        out, mean, var = window_batch_norm(x, self.weight, self.bias, self.windows, self.eps)
+        with torch.autocast(x.device.type, enabled=False):  # statistics at the weights' precision
+            out, mean, var = window_batch_norm(x.to(self.weight.dtype), self.weight, self.bias,
+                                               self.windows, self.eps)
         with torch.no_grad():
             unbiased = var * (count / (count - 1))
             for _ in range(self.passes):

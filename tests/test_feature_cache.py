@@ -148,3 +148,27 @@ def test_empty_table_is_refused(data, tmp_path: Path) -> None:
     folder, cycles = data
     with pytest.raises(ValueError, match="at least one cycle"):
         cached_features(cycles.iloc[:0], folder, cache_root=tmp_path / "cache")
+
+
+def test_waveform_cache_and_row_reads(data, tmp_path: Path) -> None:
+    from cyclelib.data import load_cycle_waveforms
+    from cyclelib.feature_cache import cached_waveforms, read_rows
+    from cyclelib.prepare import WaveRows
+
+    folder, cycles = data
+    waves = cached_waveforms(cycles, folder, cache_root=tmp_path / "w", progress=False)
+    expected = load_cycle_waveforms(cycles, folder, progress=False)
+    assert isinstance(waves, np.memmap) and waves.dtype == np.float32
+    np.testing.assert_array_equal(waves, expected)
+    again = cached_waveforms(cycles, folder, cache_root=tmp_path / "w", progress=False)
+    assert again.filename == waves.filename  # reused, not rebuilt
+    index = np.array([0, 3, 4])
+    np.testing.assert_array_equal(read_rows(waves, index), expected[index])
+    np.testing.assert_array_equal(read_rows(expected, index), expected[index])
+    features = build(data, tmp_path / "f")
+    np.testing.assert_array_equal(read_rows(features, index), features[index])
+    view = WaveRows(waves, np.array([10, 11, 12, 13, 14])).of(np.array([14, 11]))
+    assert len(view) == 2
+    np.testing.assert_array_equal(view[np.array([1, 0])], expected[[1, 4]])
+    with pytest.raises(KeyError):
+        WaveRows(waves, np.array([10, 11, 12, 13, 14])).of(np.array([15]))

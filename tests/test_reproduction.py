@@ -175,3 +175,20 @@ def test_a_short_run_on_the_teaching_set_learns(tmp_path) -> None:
     results = reproduce(None, epochs=8, device="cpu", out=tmp_path / "learn", progress=False)
     run = results["runs"][0]
     assert run["test_score"] >= 0.6 and run["test_se"] >= 0.25, run
+
+
+def test_seeds_packed_in_processes_give_each_seed_its_own_figures(tiny, tmp_path) -> None:
+    """``jobs=2`` trains the seeds at once in two processes: the same figures as one after the
+    other (one thread per process instead of two: losses equal to float rounding)."""
+    alone = reproduce(tiny, epochs=1, seeds=[0, 1], device="cpu", out=tmp_path / "alone",
+                      progress=False)
+    packed = reproduce(tiny, epochs=1, seeds=[0, 1], device="cpu", out=tmp_path / "packed",
+                       progress=False, jobs=2)
+    for a, b in zip(alone["runs"], packed["runs"], strict=True):
+        assert (a["seed"], a["best_epoch"], a["confusion"]) == (b["seed"], b["best_epoch"],
+                                                                 b["confusion"])
+        logs = [read_history(r, a["seed"]) for r in (alone, packed)]
+        for x, y in zip(*logs, strict=True):
+            assert y["loss_total"] == pytest.approx(x["loss_total"], rel=1e-4)
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        reproduce(tiny, epochs=1, device="cpu", out=tmp_path / "none", jobs=0)

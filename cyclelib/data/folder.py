@@ -74,7 +74,8 @@ class ICBHI:
         return self
 
     def report(self) -> dict:
-        """The JSON-able report of ``cyclelib check-data`` (the :func:`check_data` contract)."""
+        """The JSON-able report of ``cyclelib check-data`` (the :func:`check_data` contract);
+        ``synthetic`` says whether the folder is a synthetic set (patients from 301)."""
         split = {}
         for name in SPLITS:
             labels = self.cycles.loc[self.cycles["split"] == name, "label"].to_numpy()
@@ -87,6 +88,7 @@ class ICBHI:
         with_audio = int(self.recordings["has_audio"].sum())
         return {
             "data_dir": str(self.data_dir),
+            "synthetic": is_synthetic(self.data_dir),
             "recordings": len(self.recordings),
             "recordings_with_audio": with_audio,
             "cycles": len(self.cycles),
