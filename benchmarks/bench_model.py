@@ -21,7 +21,8 @@ to measure without them.
 ``--window-stats on off`` compares the encoder's per-window BatchNorm statistics
 (``ModelConfig.window_stats``) with pooled ones: both networks (same weights) are built in one
 process and their calls alternate (on, off, on, off, ...), so a load that comes and goes on the
-machine slows both alike; the peak memory of each comes from a fresh process of its own.
+machine slows both alike; besides the wall time, the process's CPU time per step is reported
+(steadier on a busy machine); the peak memory of each comes from a fresh process of its own.
 Without the flag each configuration keeps its own default.
 
 Prints a table, then one JSON object as the last line.
@@ -149,24 +150,30 @@ def measure_interleaved(
     torch.set_num_threads(_threads())
     device = torch.device(device_name)
     built = [_setup(config_name, batch, device, s) for s in settings]
-    times = {kind: [[] for _ in settings] for kind in ("forward", "train")}
+    times = {kind: [[] for _ in settings] for kind in ("forward", "train", "train_cpu")}
     for kind, index in (("forward", 2), ("train", 3)):
         for b in built:
             b[index]()  # warm-up
         for _ in range(repeats):
             for i, b in enumerate(built):
                 _sync(device)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 b[index]()
                 _sync(device)
                 times[kind][i].append(time.perf_counter() - start)
+                if kind == "train":
+                    times["train_cpu"][i].append(time.process_time() - start_cpu)
     median = lambda ts: sorted(ts)[len(ts) // 2]  # noqa: E731
     peak_mb = _peak_mb(device)
-    return [
-        _row(config_name, device, batch, b[0], b[1], median(times["forward"][i]),
-             median(times["train"][i]), peak_mb)
-        for i, b in enumerate(built)
-    ]
+    rows = []
+    for i, b in enumerate(built):
+        row = _row(config_name, device, batch, b[0], b[1], median(times["forward"][i]),
+                   median(times["train"][i]), peak_mb)
+        # CPU time of the process (all its threads): what the step costs, less the time spent
+        # waiting for a core on a busy machine
+        row["train_cpu_ms_per_sample"] = median(times["train_cpu"][i]) / batch * 1e3
+        rows.append(row)
+    return rows
 
 
 def _worker(args: list[str]) -> list[dict] | dict:
@@ -245,19 +252,25 @@ def main() -> None:
             f"{r['peak_mb']:>8.0f}"
         )
     targets = {}
+    for d, c, b in cases:  # on versus off, when both were measured
+        pair = {r["window_stats"]: r for r in rows if (r["device"], r["config"], r["batch"])
+                == (d, c, b)}
+        if len(pair) < 2:
+            continue
+        on, off = pair[True], pair[False]
+        cost = {kind: on[f"{kind}_ms_per_sample"] / off[f"{kind}_ms_per_sample"] - 1
+                for kind in ("train", "train_cpu")}
+        targets[f"window_stats_cost_{c}_{d}_b{b}"] = cost
+        print(
+            f"per-window statistics, {c} {d} batch {b}: train step "
+            f"{on['train_ms_per_sample']:.1f} vs {off['train_ms_per_sample']:.1f} ms/sample "
+            f"pooled ({cost['train']:+.1%}); CPU time {on['train_cpu_ms_per_sample']:.1f} vs "
+            f"{off['train_cpu_ms_per_sample']:.1f} ({cost['train_cpu']:+.1%}); peak "
+            f"{on['peak_mb']:.0f} vs {off['peak_mb']:.0f} MB"
+        )
     key = ("faithful", "cpu", 32)
     faithful = [r for r in rows if (r["config"], r["device"], r["batch"]) == key]
     faithful.sort(key=lambda r: r["window_stats"] != ModelConfig.faithful().window_stats)
-    if len({r["window_stats"] for r in faithful}) == 2:  # on and off, interleaved
-        on, off = (next(r for r in faithful if r["window_stats"] == s) for s in (True, False))
-        targets["window_stats_train_cost"] = on["train_ms_per_sample"] / off[
-            "train_ms_per_sample"] - 1
-        print(
-            f"per-window statistics: train step {on['train_ms_per_sample']:.1f} vs "
-            f"{off['train_ms_per_sample']:.1f} ms/sample pooled "
-            f"({targets['window_stats_train_cost']:+.1%}), peak {on['peak_mb']:.0f} vs "
-            f"{off['peak_mb']:.0f} MB"
-        )
     if faithful:
         train_ms, peak = faithful[0]["train_ms_per_sample"], faithful[0]["peak_mb"]
         targets |= {
