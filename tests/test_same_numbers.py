@@ -4,9 +4,12 @@ restructure of issue 13, stored in ``tests/golden/short_run.json``.
 The golden file was written by the same calls against the code of issue 15 just before the
 restructure was merged onto it (commit 3abdd71: 4cf2f19 plus the per-window BatchNorm and the
 unbiased row std, which change the numbers on purpose), with ``git archive 3abdd71`` first on
-``PYTHONPATH`` and that commit's module names. The calls: the official protocol from cached
-features (2 epochs), the paper protocol with waveform effects computed on the fly (1 epoch),
-``evaluate_checkpoint`` of the first run's ``best.pt`` and ``sample_cycles``. Every logged loss,
+``PYTHONPATH`` and that commit's module names; then re-recorded by these calls on purpose when
+the small config's default became pooled BatchNorm statistics (``ModelConfig.small``,
+``window_stats=False``), with the default 2 threads (the figures depend on the thread count).
+The calls: the official protocol from cached features (2 epochs), the paper protocol with
+waveform effects computed on the fly (1 epoch), ``evaluate_checkpoint`` of the first run's
+``best.pt`` and ``sample_cycles``. Every logged loss,
 learning rate and figure, each confusion matrix, the split sizes and the sampled cycles must
 match; floats to a relative 1e-6 (another CPU may round the last bits differently).
 """

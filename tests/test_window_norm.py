@@ -141,7 +141,7 @@ def _step(objective, optimizer, x, labels, seed: int, extra_passes: int = 0):
 
 @pytest.mark.parametrize("faithful_options", [False, True], ids=["small", "recompute+tap"])
 def test_training_steps_equal_the_original_per_window_loop(faithful_options: bool) -> None:
-    config = ModelConfig.small()
+    config = dataclasses.replace(ModelConfig.small(), window_stats=True)  # off by default
     if faithful_options:  # the faithful config's recomputed stem and tap-gradient last conv
         config = dataclasses.replace(config, recompute_stem=True, tap_grad_last_conv=True)
     ours, reference = _objectives(config)
@@ -198,7 +198,7 @@ def test_switch_off_keeps_plain_batchnorm_and_the_numbers_of_before() -> None:
 
 def test_eval_and_state_dict_do_not_depend_on_the_switch() -> None:
     torch.manual_seed(0)
-    per_window = CycleGuardian(ModelConfig.small())
+    per_window = CycleGuardian(dataclasses.replace(ModelConfig.small(), window_stats=True))
     pooled = CycleGuardian(dataclasses.replace(ModelConfig.small(), window_stats=False))
     pooled.load_state_dict(per_window.state_dict())  # checkpoints load either way
     x = torch.randn(2, 3, 84, 688)
