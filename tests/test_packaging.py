@@ -58,6 +58,19 @@ def test_every_package_of_the_source_tree_goes_into_the_wheel() -> None:
     assert packages <= found, f"left out of the wheel: {sorted(packages - found)}"
 
 
+def test_every_data_file_of_the_package_is_declared_for_the_wheel() -> None:
+    from fnmatch import fnmatch
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = declared.get("package-data", {})
+    files = [p for p in (REPO / "cyclelib").rglob("*")
+             if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert files, "expected the ICBHI facts table (cyclelib/data/icbhi_facts.json.gz)"
+    for path in files:
+        package = ".".join(path.parent.relative_to(REPO).parts)
+        assert any(fnmatch(path.name, pattern) for pattern in patterns.get(package, [])), path
+
+
 def test_the_version_has_one_source() -> None:
     import cyclelib
 
