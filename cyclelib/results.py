@@ -64,7 +64,7 @@ def _pm(stat: dict, percent: bool = True) -> str:
 def results_markdown(results: dict) -> str:
     """The results table a reader can paste into a paper (mean ± std over seeds, in %)."""
     agg, data = results["aggregate"], results["data"]
-    kind = "SYNTHETIC teaching set (not ICBHI)" if data["synthetic"] else "ICBHI 2017"
+    kind = "SYNTHETIC set (not ICBHI recordings)" if data["synthetic"] else "ICBHI 2017"
     title = "PAPER PROTOCOL (leaky split, test-set selection)" if results["warning"] else (
         "official split, validation-selected")
     lines = [f"# CycleGuardian `{results['config']}`: {title}", ""]

@@ -96,7 +96,7 @@ def latency_ms(
 def report_markdown(report: dict) -> str:
     """The export report as a markdown table: size, parity with eager PyTorch, ICBHI figures."""
     data = report["data"]
-    kind = "SYNTHETIC teaching set" if data["synthetic"] else "ICBHI data"
+    kind = "SYNTHETIC set (not ICBHI recordings)" if data["synthetic"] else "ICBHI data"
     lines = [
         f"Checked on {data['check_cycles']} {data['check_split']}-split cycles of the {kind} "
         f"({data['folder']}); parity is against eager PyTorch fp32.",
