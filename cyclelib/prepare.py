@@ -142,33 +142,6 @@ class WaveRows:
             raise KeyError("some rows have no cached waveform")
         return WaveRows(self.array, self.rows, positions)
 
-    def waveforms(self, index: np.ndarray) -> torch.Tensor:
-        """(len(index), n) float32 waveforms of the cycles ``index``, where ``waves`` are."""
-        if self.waves is None:
-            raise ValueError("this split holds no waveforms (SplitData.waves is None)")
-        if isinstance(self.waves, torch.Tensor):
-            return self.waves[self._on_device(index)]
-        return torch.from_numpy(np.ascontiguousarray(self.waves[index]))
-
-    def _on_device(self, index: np.ndarray) -> torch.Tensor:
-        return to_device(torch.from_numpy(np.asarray(index, dtype=np.int64)), self.features.device)
-
-    def resident(self, device: torch.device, chunk: int = 256) -> SplitData:
-        """This split with its features (float16) and waveforms (float32, if any) copied once to
-        ``device``, ``chunk`` cycles at a time (host memory stays small for a memmap)."""
-
-        def copy(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-            dtype = torch.from_numpy(np.zeros(0, array.dtype)).dtype
-            out = torch.empty((len(rows), *array.shape[1:]), dtype=dtype, device=device)
-            for start in range(0, len(rows), chunk):
-                part = np.ascontiguousarray(array[rows[start : start + chunk]])
-                out[start : start + len(part)] = torch.from_numpy(part).to(device)
-            return out
-
-        everything = np.arange(len(self))
-        waves = None if self.waves is None else copy(self.waves, everything)
-        return SplitData(self.labels, copy(self.features, self.rows), everything, waves)
-
 
 def split_data(
     rows: pd.DataFrame, features: np.ndarray, waves: WaveRows | None = None
