@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = os.environ.get("CYCLELIB_CHROMIUM") or shutil.which("chromium")
 ARTIFACTS = REPO / "browser-artifacts"
 FAST = {"04_training": {"EPOCHS": "1"}, "05_mobile_export": {"EPOCHS": "1"}}
-RUN_TIMEOUT_S = 900  # Run All of one notebook, kernel start included (05 trains and exports: 5+ min)
+RUN_TIMEOUT_S = 900  # Run All of one notebook, kernel start included (05 exports: minutes)
 
 # JavaScript run in the page (JupyterLab started with expose_app_in_browser).
 NOTEBOOK = "window.jupyterapp.shell.currentWidget"
