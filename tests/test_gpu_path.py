@@ -12,7 +12,7 @@ import torch
 
 from cyclelib.augment import _refit
 from cyclelib.data.audio import fit_length
-from cyclelib.gpu import check_precision, precision, to_device, tuned_for
+from cyclelib.gpu import check_precision, precision, tuned_for
 from cyclelib.losses import CycleGuardianObjective
 from cyclelib.model import CycleGuardian, ModelConfig
 from cyclelib.prepare import SplitData
@@ -100,11 +100,6 @@ def test_bf16_encoder_keeps_window_statistics_in_float32() -> None:
                for p in model.encoder.parameters())
     assert all(v.dtype == torch.float32 for k, v in model.state_dict().items()
                if k.endswith(("running_mean", "running_var")))
-
-
-def test_to_device_copies_to_the_cpu_unchanged() -> None:
-    t = torch.arange(5)
-    assert torch.equal(to_device(t, CPU), t)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible)")
