@@ -42,10 +42,15 @@ ALL_DONE = f"""() => {{
     if (!panel || !panel.sessionContext || !panel.sessionContext.session) return false;
     const kernel = panel.sessionContext.session.kernel;
     const cells = panel.content.model.cells;
-    let done = kernel && kernel.status === 'idle';
+    if (!kernel || kernel.status !== 'idle') return false;
+    let done = true;
     for (let i = 0; i < cells.length; i++) {{
         const cell = cells.get(i);
-        if (cell.type === 'code' && cell.sharedModel.source.trim() &&
+        if (cell.type !== 'code') continue;
+        // an error stops Run All: the cells below it never run, so stop waiting (check_clean
+        // then reports the error instead of a time-out)
+        if (cell.toJSON().outputs.some(o => o.output_type === 'error')) return true;
+        if (cell.sharedModel.source.trim() &&
             (cell.executionCount === null || cell.executionState === 'running')) done = false;
     }}
     return done;
