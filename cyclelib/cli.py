@@ -9,6 +9,8 @@
                        [--out DIR] [--resume] [--overwrite] [--paper-protocol]
     cyclelib evaluate CHECKPOINT [--data-dir DIR]
     cyclelib export CHECKPOINT --out DIR [--int8] [--onnx] [--data-dir DIR]
+    cyclelib notebooks OUT [--student]  the notebooks: teacher edition, or student (no solutions)
+    cyclelib book OUT [--executed DIR]  the course as a static HTML site (OUT/index.html)
     cyclelib --version
 
 Every command starts with PyTorch's huge-page CPU allocation on (:func:`cyclelib.device.
@@ -151,6 +153,23 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebooks(args: argparse.Namespace) -> int:
+    from cyclelib.editions import write_edition
+
+    written = write_edition(args.out, student=args.student)
+    edition = "student edition (no solutions)" if args.student else "teacher edition"
+    print(f"{len(written)} notebooks, {edition}, written to {args.out}")
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from cyclelib.book import build_book
+
+    index = build_book(args.out, executed=args.executed)
+    print(f"book written: {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cyclelib", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -217,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-cycles", type=int, default=100,
                    help="test-split cycles of the parity check (default: 100)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("notebooks", help="write the course notebooks (teacher or student edition)")
+    p.add_argument("out", help="folder to write the notebooks into")
+    p.add_argument("--student", action="store_true",
+                   help="the student edition: solution cells removed, exercise stubs kept")
+    p.set_defaults(func=_notebooks)
+
+    p = sub.add_parser("book", help="build the course as a static HTML site (needs the book extra)")
+    p.add_argument("out", help="folder for the site; OUT/index.html is its first page")
+    p.add_argument("--executed", default=None,
+                   help="a folder of already executed notebooks to use (default: run them here)")
+    p.set_defaults(func=_book)
     return parser
 
 
