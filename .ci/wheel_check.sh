@@ -39,6 +39,10 @@ print(f"wheel check: {len(names)} modules import from the wheel")
 EOF
 "$work/site/bin/cyclelib" --help > /dev/null
 "$work/site/bin/cyclelib" --version
+# The notebooks are package data: both editions are written from the wheel alone.
+"$work/site/bin/cyclelib" notebooks "$work/teacher"
+"$work/site/bin/cyclelib" notebooks "$work/student" --student
+test "$(ls "$work"/teacher/0*.ipynb | wc -l)" -eq 5 && test "$(ls "$work"/student/0*.ipynb | wc -l)" -eq 5
 
 # Notebook 01 on the wheel (synthetic set), with a last cell that checks where cyclelib came from.
 "$python" - "$repo/notebooks/01_data_exploration.ipynb" "$work/01.ipynb" <<'EOF'

@@ -22,9 +22,10 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NAMES = [nb.stem for nb in NOTEBOOKS]
 CELL_TIMEOUT_S = 900  # the slowest cell (04's ablation) takes about 3 minutes on 2 cores
 
-# Real-data runs keep the notebooks' fast defaults except the data folder, and train one epoch
-# where a notebook trains (five runs in 04): they check the code path on real audio, not results.
-REAL_PARAMETERS: dict[str, dict] = {"04_training": {"EPOCHS": 1}}
+# Real-data and student-edition runs keep the notebooks' fast defaults except the data folder,
+# and train one epoch where a notebook trains (five runs in 04; 05 trains when 04's run is
+# missing): they check the code path (on real audio; with the stubs), not results.
+REAL_PARAMETERS: dict[str, dict] = {"04_training": {"EPOCHS": 1}, "05_mobile_export": {"EPOCHS": 1}}
 
 # Figures (image/png outputs) each notebook draws at least, and the widget models it builds.
 MIN_FIGURES = {"01_data_exploration": 5, "02_hybrid_spectrogram": 9, "03_model": 1,
@@ -71,15 +72,28 @@ _RUNS: dict[tuple[str, str], Executed] = {}
 
 
 def execute(name: str, edition: str, folder: Path) -> Executed:
-    """Run notebook ``name`` once per edition ("synthetic" or "real") in this session."""
+    """Run notebook ``name`` once per edition in this session.
+
+    Editions: "synthetic" (the teacher edition, its defaults), "real" (DATA_DIR set) and
+    "student" (``cyclelib notebooks --student``: solutions removed, in a folder of its own, with
+    the fast parameters of the real-data runs: it checks that the stubs run, not results).
+    """
     key = (name, edition)
     if key not in _RUNS:
         papermill = pytest.importorskip("papermill")
-        parameters = {} if edition == "synthetic" else {"DATA_DIR": str(ICBHI_DIR),
-                                                        **REAL_PARAMETERS.get(name, {})}
+        source, cwd = REPO / "notebooks" / f"{name}.ipynb", REPO / "notebooks"
+        parameters = {} if edition == "synthetic" else dict(REAL_PARAMETERS.get(name, {}))
+        if edition == "real":
+            parameters["DATA_DIR"] = str(ICBHI_DIR)
+        if edition == "student":
+            from cyclelib.editions import write_edition
+
+            cwd = folder / "student"
+            if not cwd.is_dir():
+                write_edition(cwd, student=True)
+            source = cwd / f"{name}.ipynb"
         out = folder / f"{name}.{edition}.ipynb"
-        papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out),
-                                   parameters=parameters, cwd=str(REPO / "notebooks"),
+        papermill.execute_notebook(str(source), str(out), parameters=parameters, cwd=str(cwd),
                                    kernel_name="python3", progress_bar=False,
                                    execution_timeout=CELL_TIMEOUT_S)
         _RUNS[key] = Executed(out)
@@ -137,6 +151,41 @@ def test_notebook_runs_clean_on_the_synthetic_set(synthetic) -> None:
 def test_notebook_runs_clean_on_real_data(real) -> None:
     name, run = real
     _check_clean(name, run)
+    _check_lines(name, run, "✓")
+
+
+def _exercises(name: str) -> list[str]:
+    """The exercise numbers notebook ``name`` checks, in order."""
+    source = "\n".join("".join(c["source"]) for c in json.loads(
+        (REPO / "notebooks" / f"{name}.ipynb").read_text())["cells"])
+    return re.findall(r'^\s*check\("(\d+\.\d+)"', source, re.MULTILINE)
+
+
+def _check_lines(name: str, run: Executed, mark: str, detail: str = "") -> None:
+    """Every exercise check printed its one line, each starting with ``mark`` (+ ``detail``)."""
+    lines = re.findall(r"^([✓✗]) Exercise (\d+\.\d+): (.*)$", run.text(), re.MULTILINE)
+    assert [number for _, number, _ in lines] == _exercises(name), (name, lines)
+    for sign, number, text in lines:
+        assert sign == mark and text.startswith(detail), f"{name}: {sign} Exercise {number}: {text}"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_edition_prints_a_tick_for_every_exercise(name: str, run_folder: Path) -> None:
+    assert len(_exercises(name)) >= 2, f"{name}: 2 to 4 exercises per chapter"
+    _check_lines(name, execute(name, "synthetic", run_folder), "✓")
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_student_edition_runs_to_the_end_with_every_exercise_not_done(name: str,
+                                                                      run_folder: Path) -> None:
+    run = execute(name, "student", run_folder)
+    assert not [out for _, out in run.outputs("error")], name
+    assert not [c for c in run.nb["cells"] if "solution" in c["metadata"].get("tags", [])]
+    _check_lines(name, run, "✗", "not done yet")
 
 
 def _synthetic(name: str, run_folder: Path) -> Executed:
