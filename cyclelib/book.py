@@ -81,11 +81,14 @@ def book_sources() -> Path:
 
 
 def collapse_solutions(notebook: dict) -> dict:
-    """A copy of ``notebook`` whose ``solution`` cells carry the ``hide-input`` tag too."""
+    """A copy of ``notebook`` whose ``solution`` cells are folded: tag ``hide-input``, and the
+    toggle says "Show the solution" (myst-nb's ``code_prompt_show``)."""
     notebook = copy.deepcopy(notebook)
     for cell in notebook["cells"]:
         if SOLUTION in tags(cell) and HIDE not in tags(cell):
             cell.setdefault("metadata", {})["tags"] = [*tags(cell), HIDE]
+            cell["metadata"].setdefault("mystnb", {}).update(  # the toggle's label
+                code_prompt_show="Show the solution", code_prompt_hide="Hide the solution")
     return notebook
 
 

@@ -50,6 +50,7 @@ def test_solution_cells_are_collapsed_and_nothing_else() -> None:
     collapsed = book.collapse_solutions(notebook)
     assert [c["metadata"]["tags"] for c in collapsed["cells"]] == [
         [], ["exercise"], ["solution", "hide-input"], []]
+    assert collapsed["cells"][2]["metadata"]["mystnb"]["code_prompt_show"] == "Show the solution"
     assert notebook["cells"][2]["metadata"]["tags"] == ["solution"]  # the source is untouched
     assert book.collapse_solutions(collapsed) == collapsed  # the tag is added once
 
