@@ -31,6 +31,7 @@ from pathlib import Path
 import cyclelib
 from cyclelib.editions import SOLUTION, notebook_folder, tags
 
+ENGINE = ("sphinx", "myst_nb", "sphinx_book_theme")  # the book extra
 HIDE = "hide-input"  # myst-nb's tag: the input is collapsed behind a "Show code" toggle
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -263,6 +264,10 @@ def build_book(out: str | Path, executed: str | Path | None = None) -> Path:
     subprocess; its warnings (free-form docstrings) are printed, never fatal, and a failed
     build raises RuntimeError with the end of Sphinx's output.
     """
+    missing = [m for m in ENGINE if importlib.util.find_spec(m) is None]
+    if missing:  # before minutes of notebook execution
+        raise ModuleNotFoundError(f"the book needs {', '.join(missing)}: pip install "
+                                  f"'cyclelib[book]' (in a clone: pip install -e '.[book]')")
     out = Path(out).resolve()
     with tempfile.TemporaryDirectory(prefix="cyclelib-book-") as tmp:
         work = Path(tmp)

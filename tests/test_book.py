@@ -11,6 +11,7 @@ console error, every image loaded, the "next" link leads to the next chapter. Sc
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 import threading
@@ -94,11 +95,13 @@ def test_the_sources_are_assembled_like_the_repository(tmp_path: Path) -> None:
     assert all(f"\n{chapter}\n" in index for chapter in CHAPTERS[1:])  # the hidden toctree
     for page in ("docs/teaching.md", "docs/design.md", "docs/hybrid_spectrogram.png",
                  *(f"notebooks/{n}.ipynb" for n in NAMES), "api/index.md", "api/cyclelib.rst",
-                 "api/cyclelib.exercises.rst", "_static/mathjax/tex-chtml.js"):
+                 "api/cyclelib.exercises.rst", "_static/favicon.svg"):
         assert (project / page).is_file(), page
     conf = (project / "conf.py").read_text()
     assert 'nb_execution_mode = "off"' in conf and "intersphinx" not in conf
-    assert 'mathjax_path = "mathjax/tex-chtml.js"' in conf  # served by the site, not a CDN
+    if importlib.util.find_spec("sphinx-mathjax-offline"):  # the book extra is installed
+        assert 'mathjax_path = "mathjax/tex-chtml.js"' in conf  # served by the site, no CDN
+        assert (project / "_static/mathjax/tex-chtml.js").is_file()
     assert ".. automodule:: cyclelib.exercises._core" not in (
         project / "api/cyclelib.exercises.rst").read_text()  # private modules stay out
     with pytest.raises(FileNotFoundError, match="no executed"):
@@ -196,3 +199,10 @@ def test_every_chapter_opens_in_chromium_and_next_leads_on(served: str) -> None:
                 page.locator("a.right-next").first.click()
                 page.wait_for_load_state("load")
         chromium.close()
+
+
+def test_without_the_book_extra_the_message_names_it(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(book.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match=r"cyclelib\[book\]"):
+        book.build_book(tmp_path / "site")
+    assert not (tmp_path / "site").exists()  # nothing executed, nothing written
