@@ -40,7 +40,7 @@ from cyclelib.evaluation import evaluate
 from cyclelib.features import FeatureConfig, HybridSpectrogram
 from cyclelib.gpu import check_precision, precision, to_device, tuned_for
 from cyclelib.losses import CycleGuardianObjective, LossConfig
-from cyclelib.model import CycleGuardian, ModelConfig
+from cyclelib.model import CycleGuardian, CycleGuardianOutput, ModelConfig
 from cyclelib.prepare import SplitData
 
 LOSS_TERMS = ("total", "ce", "kl_o", "kl_m", "sim_o", "sim_m", "con")  # logged separately
@@ -112,13 +112,17 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
-    """A seeded permutation of 0..n-1 cut into batches; a last batch of one is dropped (BatchNorm
-    and the contrastive loss need two samples). Indices are sorted inside each batch (faster
-    memmap reads; the batch's content is what matters)."""
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    """An epoch's batches: a seeded permutation of 0..n-1 cut into (batch_size,) int64 index
+    arrays; a last batch of one is dropped (BatchNorm and the contrastive loss need two samples).
+    Indices are sorted inside each batch (faster memmap reads; the batch's content is what
+    matters). The first draw of the epoch's ``generator``."""
     order = torch.randperm(n, generator=generator).numpy()
     batches = [np.sort(order[i : i + batch_size]) for i in range(0, n, batch_size)]
     return [b for b in batches if len(b) >= 2]
+
+
+_batches = epoch_batches  # the name benchmarks/bench_gpu.py imports
 
 
 class _Inputs:
@@ -185,6 +189,44 @@ class _Training:
             self.ema.load_state_dict(state["ema"])
 
 
+def training_step(
+    objective: CycleGuardianObjective, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+    labels: torch.Tensor, generator: torch.Generator,
+) -> tuple[dict[str, torch.Tensor], CycleGuardianOutput]:
+    """One training step (DESIGN §6), the one :func:`train` takes for every batch.
+
+    ``objective`` runs the normal and the group-mix pass on x (B, 3, 84, 688) with labels (B,)
+    int64 (group mix draws from ``generator``) and weighs the loss terms; then the gradients are
+    cleared, the total is back-propagated and ``optimizer`` steps. Returns the loss terms (scalar
+    tensors, ``total`` included, computed before the update) and the normal pass's output.
+    Notebook 04 writes the same step out piece by piece.
+    """
+    terms, out = objective(x, labels, generator)
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    optimizer.step()
+    return terms, out
+
+
+def first_step(
+    model_config: ModelConfig, train_data: SplitData, config: TrainConfig
+) -> tuple[dict[str, torch.Tensor], CycleGuardianObjective]:
+    """The first step of :func:`train` with these arguments, alone: the same initial weights,
+    batch, augmentation and group mix (all from ``config.seed``), through the trainer's own
+    objective, Adam and :func:`training_step`. Returns its loss terms (detached) and the
+    objective after the update (notebook 04 compares a hand-written step with it)."""
+    device = resolve_device(config.device)
+    training = _Training(model_config, config, device)
+    inputs = _Inputs(train_data, config, model_config.features, device)
+    generator = epoch_generator(config.seed, 0)
+    index = epoch_batches(len(train_data), config.batch_size, generator)[0]
+    x = inputs(index, generator)
+    labels = to_device(torch.from_numpy(train_data.labels[index]), device)
+    training.objective.train()
+    terms, _ = training_step(training.objective, training.optimizer, x, labels, generator)
+    return {k: v.detach() for k, v in terms.items()}, training.objective
+
+
 def _train_epoch(
     training: _Training, inputs: _Inputs, data: SplitData, config: TrainConfig, epoch: int,
     progress: bool,
@@ -196,17 +238,14 @@ def _train_epoch(
     correct, seen = torch.zeros((), device=device, dtype=torch.long), 0
     first_bad = torch.zeros((), device=device, dtype=torch.long)  # 1-based step, 0: none yet
     objective.train()
-    batches = _batches(len(data), config.batch_size, generator)
+    batches = epoch_batches(len(data), config.batch_size, generator)
     for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", leave=False,
                                       disable=not progress)):
         x = inputs(index, generator)
         labels = to_device(torch.from_numpy(data.labels[index]), device)
-        terms, out = objective(x, labels, generator)
+        terms, out = training_step(objective, optimizer, x, labels, generator)
         bad = (first_bad == 0) & ~torch.isfinite(terms["total"])  # checked on the device
         first_bad = torch.where(bad, step + 1, first_bad)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
         if training.ema is not None:
             training.ema.update_parameters(objective.model)
         for k in LOSS_TERMS:
