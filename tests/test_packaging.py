@@ -98,6 +98,12 @@ def test_public_names_are_their_modules_objects_whatever_was_imported_first() ->
         assert getattr(cyclelib, name) is getattr(importlib.import_module(module), name), name
 
 
+# Notebook 04 writes one training step out by hand (docs/teaching.md, exercise 4.1): the reader
+# sees the pieces it is made of, so it imports them from their own modules.
+OPENED = {"04_training": {"cyclelib.augment", "cyclelib.losses", "cyclelib.model",
+                          "cyclelib.train"}}
+
+
 def _cyclelib_modules(notebook: Path) -> set[str]:
     """The cyclelib modules a notebook imports from: ``from cyclelib.viz import data`` counts as
     cyclelib.viz.data (a module), ``from cyclelib import reproduce`` as cyclelib."""
@@ -120,5 +126,10 @@ def _cyclelib_modules(notebook: Path) -> set[str]:
 @pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")),
                          ids=lambda p: p.stem)
 def test_each_notebook_imports_from_at_most_three_cyclelib_modules(notebook: Path) -> None:
+    """Short cells calling cyclelib: the package, a viz module, one more. Not counted: the
+    course's checker (cyclelib.exercises), and the modules a chapter opens on purpose."""
     modules = _cyclelib_modules(notebook)
-    assert modules and len(modules) <= 3, sorted(modules)
+    opened = OPENED.get(notebook.stem, set())
+    assert opened <= modules, f"{notebook.stem} no longer opens {sorted(opened - modules)}"
+    counted = modules - opened - {"cyclelib.exercises"}
+    assert counted and len(counted) <= 3, sorted(counted)
