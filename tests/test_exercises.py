@@ -99,7 +99,7 @@ def test_a_stub_answer_is_not_done_yet_in_one_line(number: str, capsys) -> None:
     if number in _answers_a_bare_function():
         stubs += [lambda *args, **kwargs: None, lambda *args, **kwargs: ...]
     for stub in stubs:
-        assert check(number, stub) is False
+        assert not check(number, stub)
         out = capsys.readouterr().out
         assert out.startswith(f"✗ Exercise {number}: not done yet") and out.count("\n") == 1
 
@@ -109,7 +109,7 @@ def test_a_crashing_answer_is_reported_not_raised(number: str, capsys) -> None:
     def crashes(*args, **kwargs):
         raise IndexError("index 9 is out of bounds")
 
-    assert check(number, crashes) is False
+    assert not check(number, crashes)
     out = capsys.readouterr().out
     assert out.startswith(f"✗ Exercise {number}: ") and out.count("\n") == 1
 

@@ -21,14 +21,14 @@ def _line(capsys) -> str:
 
 
 def _passes(capsys, number: str, answer) -> str:
-    assert check(number, answer) is True
+    assert check(number, answer)
     line = _line(capsys)
     assert line.startswith(f"✓ Exercise {number}:"), line
     return line
 
 
 def _fails(capsys, number: str, answer, hint: str) -> None:
-    assert check(number, answer) is False
+    assert not check(number, answer)
     line = _line(capsys)
     assert line.startswith(f"✗ Exercise {number}:") and hint in line, line
 

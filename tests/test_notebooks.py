@@ -167,6 +167,10 @@ def _check_lines(name: str, run: Executed, mark: str, detail: str = "") -> None:
     assert [number for _, number, _ in lines] == _exercises(name), (name, lines)
     for sign, number, text in lines:
         assert sign == mark and text.startswith(detail), f"{name}: {sign} Exercise {number}: {text}"
+    for cell in run.code:  # the line is the check cell's whole output: no True/False under it
+        if re.search(r'^\s*check\("', "".join(cell["source"]), re.MULTILINE):
+            kinds = [out["output_type"] for out in cell["outputs"]]
+            assert kinds == ["stream"], f"{name}: a check cell shows {kinds}"
 
 
 @pytest.mark.notebook

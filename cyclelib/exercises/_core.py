@@ -49,8 +49,28 @@ def exercise(number: str, title: str) -> Callable[[Callable[[Any], str]], Callab
     return register
 
 
-def check(number: str, answer: Any) -> bool:
-    """Check the learner's ``answer`` to exercise ``number``; print one line; True when right.
+class Checked:
+    """What :func:`check` returns: true when the answer is right. A notebook shows nothing for
+    it: the line :func:`check` printed is the cell's whole output (a bare ``True`` under it
+    would be a second line)."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self, passed: bool) -> None:
+        self.passed = passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"Checked(passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        """IPython's hook for the value of a cell: display nothing."""
+
+
+def check(number: str, answer: Any) -> Checked:
+    """Check the learner's ``answer`` to exercise ``number``; print one line; true when right.
 
     Never raises for the answer: a stub gives "✗ ... not done yet", a wrong answer its hint, an
     exception inside the learner's code its type and message. An unknown number is a mistake in
@@ -71,7 +91,7 @@ def check(number: str, answer: Any) -> bool:
         hint = f"your code raised {type(error).__name__}: {error}"
         line, passed = f"✗ Exercise {number}: {hint}", False
     print(" ".join(line.split()))  # one line, whatever the messages hold
-    return passed
+    return Checked(passed)
 
 
 def is_stub(value: Any) -> bool:

@@ -97,6 +97,7 @@ def _check_step(my_step: Callable) -> str:
     for step, (x, labels) in enumerate(batches, start=1):
         loss = call(my_step, learner, opt_learner, x.clone(), labels.clone(), gen_learner)
         terms, _ = training_step(reference, opt_reference, x, labels, gen_reference)
+        terms = {name: value.detach() for name, value in terms.items()}
         try:
             got = float(loss.detach() if hasattr(loss, "detach") else loss)
         except (TypeError, ValueError):
