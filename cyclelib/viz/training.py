@@ -46,8 +46,8 @@ def plot_history(history: list[dict], selected_epoch: int | None = None) -> plt.
         if selected_epoch is not None:
             ax.axvline(selected_epoch, color="tab:red", ls=":", lw=1)
     for ax in axes[-1]:
-        ax.set(xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch", xlim=(0.5, epochs.max() + 0.5))  # whole epochs, even for one
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.tight_layout()
     return fig
 
@@ -140,8 +140,8 @@ def plot_similarity(history: list[dict], table: pd.DataFrame) -> plt.Figure:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
     left.plot(frame["epoch"], frame["loss_sim_o"], "o-", color="0.3", ms=3)
     left.set(title="similarity term Sim_o (training loss)", xlabel="epoch",
-             ylabel="sum over the 6 pairs")
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+             ylabel="sum over the 6 pairs", xlim=(0.5, frame["epoch"].max() + 0.5))
+    left.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     table.plot.bar(ax=right, color=["tab:gray", "tab:purple"], rot=0)
     right.set(title="selected checkpoint: per pair", ylabel="batch mean", ylim=(0, 1.05))
     right.legend(loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
