@@ -1,4 +1,4 @@
-"""The ``cyclelib`` command line: thin wrappers that parse arguments and call the library.
+"""The ``cyclelib`` command line: thin wrappers that parse arguments and call the library::
 
     cyclelib check-data DIR [--json]    validate an ICBHI folder (exit 0 clean, 1 problems, 2 usage)
     cyclelib synth DIR [--seed N] [--patients N]

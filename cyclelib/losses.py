@@ -88,10 +88,10 @@ def clustering_loss(
 
 
 def similarity_constraint(r: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
-    """Sum over the K(K−1)/2 cluster pairs of the batch-mean |soft cosine| (DESIGN §5).
+    """Sum over the K(K−1)/2 cluster pairs of the batch-mean ``|soft cosine|`` (DESIGN §5).
 
     For cluster vectors r (B, K, C) and the learnable S (C, C), the pair (a, b), a < b, scores
-    |r_a · (r_b S)| / (‖r_a S‖ ‖r_b S‖) per sample, as the original; with S = I it is the
+    ``|r_a · (r_b S)| / (‖r_a S‖ ‖r_b S‖)`` per sample, as the original; with S = I it is the
     absolute cosine similarity. Minimising it pushes the cluster vectors apart.
     """
     projected = r @ similarity  # (B, K, C): r_k S

@@ -38,7 +38,7 @@ def reference_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, fl
     """Per-output-channel symmetric int8 of ``weight`` (O, ...) by torch.
 
     Returns the int8 values (O, ...), the scales (O,) = max|w| of each channel / 127, and the
-    largest |dequantised − w|.
+    largest ``|dequantised − w|``.
     """
     w = weight.detach().float().cpu()
     scale = w.abs().flatten(1).amax(1) / INT8_MAX
@@ -100,7 +100,7 @@ def _check_quantiser(function: Any, weight: torch.Tensor) -> tuple[torch.Tensor,
 def check_int8(answer: Any) -> str:
     """``answer``: (quantise_per_channel, weight, max_error): the function w (O, ...) ->
     (q (O, ...) whole numbers in [-127, 127], scale (O,)), the real weight it was applied to, and
-    the largest |q·scale − w| over that weight."""
+    the largest ``|q·scale − w|`` over that weight."""
     if not isinstance(answer, tuple | list) or len(answer) != 3:
         raise Wrong("expected (quantise_per_channel, weight, max_error)")
     function, weight, max_error = answer

@@ -221,7 +221,7 @@ def map_explorer(waves: dict[str, np.ndarray], config: FeatureConfig | None = No
 
 
 def map_statistics(maps: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Per cycle, per map and per row of standardised maps (N, 3, F, T): the mean |z| over time
+    """Per cycle, per map and per row of standardised maps (N, 3, F, T): the mean ``|z|`` over time
     and the lag-1 autocorrelation over time (N, 3, F, 2). After standardisation every row has
     mean 0 and std 1, so what is left is the shape of its values (a noise floor is Gaussian and
     uncorrelated from frame to frame; breath sound is not)."""

@@ -109,7 +109,7 @@ def plot_cluster_usage(clusters: np.ndarray, labels: np.ndarray) -> plt.Figure:
 
 
 def similarity_check(model, spectrograms) -> tuple[pd.DataFrame, float]:
-    """For each pair of cluster vectors (r_a, r_b) of a batch, the plain |cosine| and the score
+    """For each pair of cluster vectors (r_a, r_b) of a batch, the plain ``|cosine|`` and the score
     the similarity constraint gives it through the learned S (DESIGN §5), batch means; and how
     much S scales a vector on average (‖r S‖ / ‖r‖; 1 for the identity it starts from)."""
     import torch
@@ -134,7 +134,7 @@ def similarity_check(model, spectrograms) -> tuple[pd.DataFrame, float]:
 
 
 def plot_similarity(history: list[dict], table: pd.DataFrame) -> plt.Figure:
-    """Left: the logged similarity term per epoch. Right: per cluster pair, the plain |cosine|
+    """Left: the logged similarity term per epoch. Right: per cluster pair, the plain ``|cosine|``
     of the cluster vectors next to the learned S score (:func:`similarity_check`)."""
     frame = pd.DataFrame(history)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
