@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session of issue 17, as run on a lent NVIDIA H200 (README, "Training on a GPU"):
-# the CUDA tests, the full-size synthetic set generated there, bench_gpu's speed part on it,
-# then its equal-in-result and stop-and-resume parts on the teaching set.
+# the CUDA tests, bench_augment, the full-size synthetic set generated there, bench_gpu's speed
+# part on it, then its equal-in-result and stop-and-resume parts on the teaching set.
 #
 #   OUT=results-folder bash benchmarks/gpu_session.sh
 #
@@ -17,6 +17,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchaudio; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__)"
 
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_path.py 2>&1 | tail -4
+# waveform effects of a batch: one call per effect (the GPU default) against one per cycle
+timeout 120 python3 benchmarks/bench_augment.py --devices cuda --batches 64 128 2>&1 \
+    | tee "$OUT/augment.log"
 
 began=$(date +%s)
 [ -d "$FULL" ] || timeout 150 python3 -m cyclelib.cli synth "$FULL" --like-icbhi

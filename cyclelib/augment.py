@@ -20,23 +20,26 @@ a resampling whose ratio is a fraction with a denominator of at most 32 (error <
 ``torchaudio.functional.pitch_shift`` takes seconds per cycle for a fractional step); VTLP is the
 Jaitly-Hinton piecewise-linear warp of the STFT frequency axis (α 0.9-1.1, boundary 4.8 kHz as
 nlpaug) applied phase-vocoder style (magnitudes moved, phase advances rescaled), then an inverse
-STFT.
+STFT. The rows of a batch that draw the same effect are processed together
+(:mod:`cyclelib.wave_effects`): one sequence of kernels per effect rather than per cycle, the
+same result as cycle by cycle to float32 rounding. That is the default on a GPU; on the CPU,
+where padding the stretched rows costs more than it saves, cycle by cycle is
+(``benchmarks/bench_augment.py`` measures both).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 import torchaudio.functional as AF
 
+from cyclelib import wave_effects as effects
 from cyclelib.constants import SAMPLE_RATE
 from cyclelib.gpu import to_device
 
 EFFECTS = ("noise", "speed", "loudness", "vtlp", "pitch")  # drawn uniformly, one per sample
-STFT = dict(n_fft=512, hop_length=128)  # 23 ms windows at 22 kHz for the stretch and VTLP
 
 
 @dataclass(frozen=True)
@@ -59,117 +62,54 @@ class AugmentConfig:
     sample_rate: int = SAMPLE_RATE  # rate of the waveforms (22 kHz, DESIGN §3)
 
 
-def _refit(wave: torch.Tensor, n: int) -> torch.Tensor:
-    """Fit a (samples,) tensor to ``n`` samples as :func:`cyclelib.data.fit_length` does (the
-    tests compare them): the last ``n`` samples of a longer one, a shorter one tiled. The index
-    is made on the wave's device (no host-to-device copy)."""
-    length = wave.shape[-1]
-    if length >= n:
-        return wave[length - n :]
-    return wave[torch.arange(n, device=wave.device) % length]
-
-
-def _stft(wave: torch.Tensor) -> torch.Tensor:
-    window = torch.hann_window(STFT["n_fft"], device=wave.device)
-    return torch.stft(wave, **STFT, window=window, return_complex=True)
-
-
-def _istft(spec: torch.Tensor, length: int | None = None) -> torch.Tensor:
-    window = torch.hann_window(STFT["n_fft"], device=spec.device)
-    return torch.istft(spec, **STFT, window=window, length=length)
-
-
-def time_stretch(wave: torch.Tensor, rate: float) -> torch.Tensor:
-    """Phase-vocoder time stretch of a (samples,) waveform: length / ``rate``, pitch kept."""
-    spec = _stft(wave)
-    advance = torch.linspace(0, math.pi * STFT["hop_length"], spec.shape[-2], device=wave.device)
-    stretched = AF.phase_vocoder(spec, rate, advance[:, None])
-    return _istft(stretched, length=round(wave.shape[-1] / rate))
-
-
-def pitch_shift(wave: torch.Tensor, semitones: float, sample_rate: int) -> torch.Tensor:
-    """Shift the pitch of a (samples,) waveform by ``semitones``; the length is about kept.
-
-    Time-stretch by r = 2^(semitones/12) (longer for a higher pitch), then resample by the
-    fraction closest to r with a denominator of at most 32 (small filters, fast).
-    """
-    ratio = Fraction(2.0 ** (semitones / 12.0)).limit_denominator(32)
-    stretched = time_stretch(wave, ratio.denominator / ratio.numerator)
-    return AF.resample(stretched, ratio.numerator, ratio.denominator)
-
-
-def vtlp(wave: torch.Tensor, alpha: float, sample_rate: int, f_hi: float) -> torch.Tensor:
-    """Vocal tract length perturbation of a (samples,) waveform (Jaitly & Hinton 2013).
-
-    Frequencies below ``f_hi·min(α, 1)/α`` are scaled by α; above, a straight line bends back to
-    Nyquist. Each output STFT bin takes the magnitude at its source frequency (linear
-    interpolation between the two nearest bins) and, as a phase vocoder does, the source's
-    frame-to-frame phase advance scaled by the warp, so a tone at f comes out as a clean tone at
-    the warped frequency (moving complex bins as they are, as nlpaug does, leaves the phases
-    advancing at the old frequency and the inverse STFT mostly cancels). Length kept.
-    """
-    spec = _stft(wave)
-    bins, hop = spec.shape[-2], STFT["hop_length"]
-    nyquist = sample_rate / 2.0
-    freqs = torch.linspace(0.0, nyquist, bins, device=wave.device, dtype=torch.float64)
-    f0 = f_hi * min(alpha, 1.0) / alpha  # bend point of the forward warp, source side
-    source = torch.where(
-        freqs <= alpha * f0,
-        freqs / alpha,
-        nyquist - (nyquist - f0) / (nyquist - alpha * f0) * (nyquist - freqs),
-    )
-    position = (source / nyquist * (bins - 1)).clamp(0, bins - 1)
-    low = position.floor().long()
-    high = (low + 1).clamp(max=bins - 1)
-    weight = (position - low)[:, None]
-    # true phase advance per hop of each source bin (expected advance + wrapped deviation)
-    expected = (2 * math.pi * hop / STFT["n_fft"]) * torch.arange(bins, device=wave.device)
-    phase = spec.angle().double()
-    deviation = phase.diff(dim=-1) - expected[:, None]
-    advance = expected[:, None] + torch.remainder(deviation + math.pi, 2 * math.pi) - math.pi
-    ratio = torch.where(source > 0, freqs / source.clamp_min(1e-9), torch.ones_like(freqs))
-    out_advance = (advance[low] * (1 - weight) + advance[high] * weight) * ratio[:, None]
-    out_phase = torch.cat([phase[low, :1], phase[low, :1] + out_advance.cumsum(-1)], dim=-1)
-    magnitude = spec.abs().double()
-    out_magnitude = magnitude[low] * (1 - weight) + magnitude[high] * weight
-    warped = torch.polar(out_magnitude, out_phase).to(spec.dtype)
-    return _istft(warped, length=wave.shape[-1])
-
-
-def apply_effect(
-    wave: torch.Tensor, name: str, strength: float, config: AugmentConfig,
+def apply_effects(
+    waves: torch.Tensor, name: str, strengths: Sequence[float], config: AugmentConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Apply the waveform effect ``name`` (one of ``EFFECTS``) to a (n,) waveform -> (n,).
+    """Apply the waveform effect ``name`` (one of ``EFFECTS``) to each (k, n) waveform -> (k, n).
 
-    ``strength`` in [0, 1) places the effect's parameter in its range of ``config`` (0: the
-    low end, e.g. speed 0.5; 1: the high end); only noise draws more numbers from ``generator``.
+    ``strengths[i]`` in [0, 1) places row i's parameter in the effect's range of ``config`` (0:
+    the low end, e.g. speed 0.5; 1: the high end); only noise draws more numbers from
+    ``generator`` (n normals per row, row by row). One batched call per effect
+    (:mod:`cyclelib.wave_effects`); lengths changed by the effect are re-fitted to n.
     """
-    n = wave.shape[-1]
+    if name not in EFFECTS:
+        raise ValueError(f"unknown effect {name!r}: choose one of {EFFECTS}")
+    k, n = waves.shape
 
-    def pick(bounds: tuple[float, float]) -> float:
-        return bounds[0] + strength * (bounds[1] - bounds[0])
+    def pick(bounds: tuple[float, float]) -> list[float]:
+        return [bounds[0] + float(s) * (bounds[1] - bounds[0]) for s in strengths]
+
+    def on_device(values: list[float]) -> torch.Tensor:  # (k, 1) in the waves' dtype
+        return to_device(torch.tensor(values, dtype=waves.dtype)[:, None], waves.device)
 
     if name == "noise":
-        noise = to_device(torch.randn(n, generator=generator), wave.device).to(wave.dtype)
-        snr = torch.full((), pick(config.noise_snr_db), device=wave.device, dtype=wave.dtype)
-        return AF.add_noise(wave, noise, snr)
+        noise = torch.stack([torch.randn(n, generator=generator) for _ in range(k)])
+        snr = on_device(pick(config.noise_snr_db))[:, 0]
+        return AF.add_noise(waves, to_device(noise, waves.device).to(waves.dtype), snr)
     if name == "loudness":
-        return wave * pick(config.loudness)
-    if name == "speed":
-        return _refit(time_stretch(wave, pick(config.speed)), n)
+        return waves * on_device(pick(config.loudness))
     if name == "vtlp":
-        return vtlp(wave, pick(config.vtlp_alpha), config.sample_rate, config.vtlp_f_hi)
-    if name == "pitch":
-        return _refit(pitch_shift(wave, pick(config.pitch_semitones), config.sample_rate), n)
-    raise ValueError(f"unknown effect {name!r}: choose one of {EFFECTS}")
+        return effects.vtlp(waves, pick(config.vtlp_alpha), config.sample_rate, config.vtlp_f_hi)
+    if name == "speed":
+        changed, lengths = effects.time_stretch(waves, pick(config.speed))
+    else:  # pitch
+        changed, lengths = effects.pitch_shift(waves, pick(config.pitch_semitones))
+    return effects.refit(changed, lengths, n)
 
 
 def augment_waveforms(
-    waves: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+    waves: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
+    rows_per_call: int | None = None,
 ) -> torch.Tensor:
     """With probability ``config.p_wave`` apply one random effect to each (B, n) waveform.
 
+    The rows that draw the same effect go through :func:`apply_effects` together, at most
+    ``rows_per_call`` at a time. None chooses by device: on a GPU all of an effect's rows in one
+    call (a few dozen kernel launches per effect instead of per cycle); on the CPU one cycle at
+    a time, which is faster there (no padding to the longest stretch; ``bench_augment.py``) and
+    gives the per-cycle code's numbers exactly. Every setting draws the same random numbers and
+    gives the same result up to float32 rounding.
     Returns a new (B, n) tensor on the same device; changed lengths are re-fitted to n.
     """
     if waves.ndim != 2:
@@ -178,9 +118,16 @@ def augment_waveforms(
     chosen = torch.rand(batch, generator=generator) < config.p_wave
     effect = torch.randint(len(EFFECTS), (batch,), generator=generator)
     strength = torch.rand(batch, generator=generator, dtype=torch.float64)
+    per_call = rows_per_call or (1 if waves.device.type == "cpu" else batch)
     out = waves.clone()
-    for i in torch.nonzero(chosen).flatten().tolist():
-        out[i] = apply_effect(waves[i], EFFECTS[effect[i]], float(strength[i]), config, generator)
+    for e, name in enumerate(EFFECTS):  # noise rows draw their numbers in index order
+        rows = torch.nonzero(chosen & (effect == e)).flatten()
+        if not len(rows):
+            continue
+        for part in rows.split(per_call):
+            index = to_device(part, waves.device)
+            out[index] = apply_effects(waves[index], name, strength[part].tolist(), config,
+                                       generator)
     return out
 
 

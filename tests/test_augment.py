@@ -1,22 +1,24 @@
-"""Augmentation (DESIGN §6): shapes, identity at p = 0, seeded determinism, and each effect
-checked on a pure tone against the frequency it must end up at."""
+"""Augmentation (DESIGN §6): shapes, identity at p = 0, seeded determinism, each effect checked
+on pure tones against the frequency it must end up at, and the batched effects against
+torchaudio's phase vocoder and torch.istft row by row."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
+import torchaudio.functional as AF
 
+from cyclelib import wave_effects as fx
 from cyclelib.augment import (
     EFFECTS,
     AugmentConfig,
-    apply_effect,
+    apply_effects,
     augment_waveforms,
     circular_shift,
-    pitch_shift,
     spec_augment,
-    time_stretch,
-    vtlp,
 )
 from cyclelib.data import fit_length
 
@@ -39,45 +41,108 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def tones(*freqs: float) -> torch.Tensor:
+    return torch.stack([tone(f) for f in freqs])
+
+
 def test_time_stretch_changes_length_not_pitch() -> None:
-    for rate in (0.5, 2.0):
-        y = time_stretch(tone(440.0), rate)
-        assert len(y) == round(N / rate)
-        assert peak_hz(y) == pytest.approx(440.0, abs=6.0)
+    rates = [0.5, 2.0, 0.8]  # one batch, one rate per row
+    y, lengths = fx.time_stretch(tones(440.0, 440.0, 440.0), rates)
+    assert lengths == [round(N / r) for r in rates] and y.shape == (3, max(lengths))
+    for row, length in zip(y, lengths, strict=True):
+        assert peak_hz(row[:length]) == pytest.approx(440.0, abs=6.0)
+        assert not row[length:].any()  # padding past a row's length is zeros
 
 
-@pytest.mark.parametrize("semitones", [-1.0, 3.0, 1.5])
-def test_pitch_shift_moves_a_tone_by_its_semitones(semitones: float) -> None:
-    y = pitch_shift(tone(440.0), semitones, SR)
-    assert abs(len(y) - N) <= 2
-    assert peak_hz(y) == pytest.approx(440.0 * 2 ** (semitones / 12), rel=0.01)
+def test_pitch_shift_moves_a_tone_by_its_semitones() -> None:
+    semitones = [-1.0, 3.0, 1.5]
+    y, lengths = fx.pitch_shift(tones(440.0, 440.0, 440.0), semitones)
+    for row, length, s in zip(y, lengths, semitones, strict=True):
+        assert abs(length - N) <= 2
+        assert peak_hz(row[:length]) == pytest.approx(440.0 * 2 ** (s / 12), rel=0.01)
 
 
 def test_vtlp_scales_low_frequencies_by_alpha() -> None:
-    for alpha in (0.9, 1.1):
-        y = vtlp(tone(1000.0), alpha, SR, f_hi=4800.0)
-        assert len(y) == N
-        assert peak_hz(y) == pytest.approx(1000.0 * alpha, abs=25.0)
+    y = fx.vtlp(tones(1000.0, 1000.0), [0.9, 1.1], SR, f_hi=4800.0)
+    assert y.shape == (2, N)
+    for row, alpha in zip(y, (0.9, 1.1), strict=True):
+        assert peak_hz(row) == pytest.approx(1000.0 * alpha, abs=25.0)
+
+
+def _reference_stretch(wave: torch.Tensor, rate: float) -> torch.Tensor:
+    """One row, with torchaudio's phase vocoder and torch.istft (the per-cycle code it replaced)."""
+    window = torch.hann_window(512)
+    spec = torch.stft(wave, 512, 128, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * 128, spec.shape[-2])[:, None]
+    return torch.istft(AF.phase_vocoder(spec, rate, advance), 512, 128, window=window,
+                       length=round(len(wave) / rate))
+
+
+def test_batched_stretch_equals_torchaudio_row_by_row() -> None:
+    waves = torch.randn(5, N, generator=gen(1)) * 0.1
+    rates = [0.5, 0.73, 1.0, 1.37, 2.0]  # frame counts from 344 to 1376 in one batch
+    y, lengths = fx.time_stretch(waves, rates)
+    for row, length, wave, rate in zip(y, lengths, waves, rates, strict=True):
+        expected = _reference_stretch(wave, rate)
+        assert length == len(expected)
+        np.testing.assert_allclose(row[:length].numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_batched_istft_equals_torch_istft_per_row() -> None:
+    spec = fx.stft(torch.randn(3, N, generator=gen(2)))
+    frames, lengths = [spec.shape[-1], 100, 57], [N, 100 * 128 + 300, 4000]  # longer than span
+    y = fx.istft(spec, frames, lengths)
+    window = torch.hann_window(512)
+    for i in range(3):
+        expected = torch.istft(spec[i, :, : frames[i]], 512, 128, window=window,
+                               length=lengths[i])
+        np.testing.assert_allclose(y[i, : lengths[i]].numpy(), expected.numpy(), atol=1e-6)
+        assert not y[i, lengths[i]:].any()
 
 
 def test_noise_loudness_and_refit_follow_their_parameters() -> None:
-    x, config = tone(440.0), AugmentConfig()
-    noisy = apply_effect(x, "noise", 0.5, config, gen())  # middle of 10-30 dB: 20 dB
-    snr = 10 * torch.log10(x.pow(2).sum() / (noisy - x).pow(2).sum())
+    x, config = tone(440.0)[None], AugmentConfig()
+    noisy = apply_effects(x, "noise", [0.5], config, gen())[0]  # middle of 10-30 dB: 20 dB
+    snr = 10 * torch.log10(x[0].pow(2).sum() / (noisy - x[0]).pow(2).sum())
     assert float(snr) == pytest.approx(20.0, abs=0.01)
-    assert torch.allclose(apply_effect(x, "loudness", 0.0, config, gen()), 0.5 * x)
-    slow = apply_effect(x, "speed", 0.0, config, gen())  # rate 0.5: twice as long, tail kept
-    expected = fit_length(time_stretch(x, 0.5).numpy(), N)
+    assert torch.allclose(apply_effects(x, "loudness", [0.0], config, gen()), 0.5 * x)
+    slow = apply_effects(x, "speed", [0.0], config, gen())[0]  # rate 0.5: twice as long, tail
+    expected = fit_length(_reference_stretch(x[0], 0.5).numpy(), N)
     np.testing.assert_allclose(slow.numpy(), expected, atol=1e-6)
     with pytest.raises(ValueError, match="unknown effect"):
-        apply_effect(x, "reverb", 0.5, config, gen())
+        apply_effects(x, "reverb", [0.5], config, gen())
 
 
 def test_every_effect_keeps_the_shape_and_stays_finite() -> None:
-    x, config = tone(300.0), AugmentConfig()
+    x, config = tones(300.0, 700.0, 1200.0), AugmentConfig()
     for name in EFFECTS:
-        y = apply_effect(x, name, 0.7, config, gen())
+        y = apply_effects(x, name, [0.7, 0.1, 0.95], config, gen())
         assert y.shape == x.shape and y.dtype == x.dtype and torch.isfinite(y).all(), name
+
+
+@pytest.mark.parametrize("name", EFFECTS)
+def test_an_effect_on_a_batch_is_the_effect_on_each_row(name: str) -> None:
+    """One batched call per effect changes nothing a row sees: not its result, not the random
+    numbers (noise rows draw from the generator in row order)."""
+    waves, config = torch.randn(4, N, generator=gen(3)) * 0.1, AugmentConfig()
+    strengths = [0.05, 0.4, 0.41, 0.9]  # pitch: two rows share a resampling fraction
+    batched_gen, row_gen = gen(5), gen(5)
+    batched = apply_effects(waves, name, strengths, config, batched_gen)
+    rows = torch.cat([apply_effects(waves[i : i + 1], name, strengths[i : i + 1], config,
+                                    row_gen) for i in range(4)])
+    np.testing.assert_allclose(batched.numpy(), rows.numpy(), atol=1e-5)
+    assert torch.equal(batched_gen.get_state(), row_gen.get_state())
+
+
+def test_augmenting_a_batch_cycle_by_cycle_or_per_effect_is_the_same() -> None:
+    waves, config = torch.randn(12, N, generator=gen(4)) * 0.1, AugmentConfig(p_wave=0.8)
+    generators = [gen(6), gen(6), gen(6)]
+    outs = [augment_waveforms(waves, config, g, rows_per_call=r)  # all at once (GPU), 1 (CPU)
+            for g, r in zip(generators, (12, None, 2), strict=True)]
+    for out, g in zip(outs[1:], generators[1:], strict=True):
+        np.testing.assert_allclose(out.numpy(), outs[0].numpy(), atol=1e-5)
+        assert torch.equal(g.get_state(), generators[0].get_state())
+    assert not torch.equal(outs[0], waves)
 
 
 def test_probability_zero_is_the_identity() -> None:

@@ -10,21 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from cyclelib.augment import _refit
 from cyclelib.data.audio import fit_length
 from cyclelib.gpu import check_precision, precision, tuned_for
 from cyclelib.losses import CycleGuardianObjective
 from cyclelib.model import CycleGuardian, ModelConfig
 from cyclelib.prepare import SplitData
 from cyclelib.train import TrainConfig, train
+from cyclelib.wave_effects import refit
 
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("length", [5, 17, 40, 41, 100])
-def test_refit_on_the_device_equals_fit_length(length: int) -> None:
-    wave = torch.arange(length, dtype=torch.float32)
-    assert torch.equal(_refit(wave, 40), torch.from_numpy(fit_length(wave.numpy(), 40)))
+def test_refit_on_the_device_equals_fit_length() -> None:
+    lengths = [5, 17, 40, 41, 100]  # one batch: tiled, exact, cut
+    waves = torch.arange(100, dtype=torch.float32).repeat(len(lengths), 1)
+    fitted = refit(waves, lengths, 40)
+    for row, length in zip(fitted, lengths, strict=True):
+        assert torch.equal(row, torch.from_numpy(fit_length(waves[0, :length].numpy(), 40)))
 
 
 def test_precision_names_and_devices_are_checked(tmp_path) -> None:
