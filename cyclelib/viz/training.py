@@ -108,10 +108,15 @@ def plot_cluster_usage(clusters: np.ndarray, labels: np.ndarray) -> plt.Figure:
     return fig
 
 
+SELF_PAIR = "rk·rk"  # the row of similarity_check that pairs each cluster vector with itself
+
+
 def similarity_check(model, spectrograms) -> tuple[pd.DataFrame, float]:
     """For each pair of cluster vectors (r_a, r_b) of a batch, the plain ``|cosine|`` and the score
-    the similarity constraint gives it through the learned S (DESIGN §5), batch means; and how
-    much S scales a vector on average (‖r S‖ / ‖r‖; 1 for the identity it starts from)."""
+    the similarity constraint gives it through the learned S (DESIGN §5), batch means; a last
+    row ``SELF_PAIR`` pairs each cluster vector with itself (identical vectors: plain 1, by
+    construction), averaged over the clusters; and how much S scales a vector on average
+    (‖r S‖ / ‖r‖; 1 for the identity it starts from)."""
     import torch
 
     from cyclelib.losses import similarity_constraint
@@ -129,6 +134,12 @@ def similarity_check(model, spectrograms) -> tuple[pd.DataFrame, float]:
                 rows[f"r{a}·r{b}"] = {"plain |cosine|": float(plain.abs().mean()),
                                       "learned S score": float(similarity_constraint(pair,
                                                                                      similarity))}
+        itself = [r[:, [a, a]] for a in range(k)]
+        rows[SELF_PAIR] = {
+            "plain |cosine|": float(np.mean([torch.nn.functional.cosine_similarity(
+                p[:, 0], p[:, 1], dim=-1).abs().mean() for p in itself])),
+            "learned S score": float(np.mean([similarity_constraint(p, similarity)
+                                              for p in itself]))}
         scale = float(((r @ similarity).norm(dim=-1) / r.norm(dim=-1).clamp_min(1e-12)).mean())
     return pd.DataFrame(rows).T, scale
 
