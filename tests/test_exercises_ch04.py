@@ -75,7 +75,7 @@ def test_4_1_the_check_reproduces_the_trainers_step() -> None:
                              torch.Generator().manual_seed(1))
     total = step(twin, torch.optim.Adam(twin.parameters()), x, labels,
                  torch.Generator().manual_seed(1))
-    assert math.isclose(float(total), float(terms["total"]), rel_tol=1e-6)
+    assert math.isclose(float(total.detach()), float(terms["total"].detach()), rel_tol=1e-6)
 
 
 @pytest.mark.slow
