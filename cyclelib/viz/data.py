@@ -7,6 +7,7 @@ is the chapter's widget: a class drop-down and a player for a random cycle of th
 
 from __future__ import annotations
 
+import textwrap
 from functools import partial
 from pathlib import Path
 
@@ -101,8 +102,8 @@ def plot_examples(waves: dict[str, np.ndarray], sample_rate: int) -> plt.Figure:
     """One column per class: waveform above spectrogram, for cycles cut at ``sample_rate``."""
     fig, axes = plt.subplots(2, len(waves), figsize=(3.2 * len(waves), 4.6), squeeze=False,
                              gridspec_kw={"height_ratios": [1, 2]})
-    for col, (title, wave) in enumerate(waves.items()):
-        plot_cycle(wave, sample_rate, title, axes[0, col], axes[1, col])
+    for col, (title, wave) in enumerate(waves.items()):  # titles wrapped: columns are narrow
+        plot_cycle(wave, sample_rate, textwrap.fill(title, 32), axes[0, col], axes[1, col])
         if col:
             axes[1, col].set_ylabel("")
     fig.tight_layout()
