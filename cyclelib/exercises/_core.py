@@ -10,6 +10,7 @@ becomes the hint.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,7 @@ def check(number: str, answer: Any) -> Checked:
     except Exception as error:  # the learner's code raised: say what, never re-raise
         hint = f"your code raised {type(error).__name__}: {error}"
         line, passed = f"✗ Exercise {number}: {hint}", False
-    print(" ".join(line.split()))  # one line, whatever the messages hold
+    sys.stdout.write(" ".join(line.split()) + "\n")  # one line in one write, whatever the hints
     return Checked(passed)
 
 
