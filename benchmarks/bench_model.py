@@ -43,7 +43,8 @@ import torch
 
 from cyclelib.device import use_huge_pages
 from cyclelib.losses import CycleGuardianObjective
-from cyclelib.model import CycleGuardian, ModelConfig, count_flops
+from cyclelib.model import CycleGuardian, ModelConfig
+from cyclelib.model_size import count_flops
 
 THREADS = 2  # the CI and teaching machines have 2 cores (--threads changes it)
 THREADS_ENV = "BENCH_MODEL_THREADS"  # how main passes --threads to its workers

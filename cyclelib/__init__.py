@@ -26,7 +26,8 @@ _API = {  # module -> the public names it defines, in chapter order
     ),
     "cyclelib.features": ("FeatureConfig", "HybridSpectrogram", "group_frames"),  # 2. (§4)
     "cyclelib.feature_cache": ("cached_features",),
-    "cyclelib.model": ("CycleGuardian", "ModelConfig", "count_flops"),  # 3. the network (§5)
+    "cyclelib.model": ("CycleGuardian", "ModelConfig"),  # 3. the network (§5)
+    "cyclelib.model_size": ("count_flops",),
     "cyclelib.losses": ("CycleGuardianObjective", "LossConfig"),  # and its objective (§6)
     "cyclelib.train": ("TrainConfig",),  # 4. training and the honest protocol (§6-7)
     "cyclelib.prepare": ("prepare_data", "split_data"),

@@ -18,16 +18,17 @@ faithful    6,626,359   1.84           16-32-64-128-256; 1024; 768
 small       156,399     0.041          4-8-8-16-32; 128; 128
 ==========  ==========  =============  ==========================================
 
-FLOPs are counted by :func:`count_flops` (``torch.utils.flop_counter``: 2 per multiply-add of
-convolutions and matrix products, elementwise work not counted), forward pass, one cycle.
+FLOPs are counted by :func:`cyclelib.model_size.count_flops` (``torch.utils.flop_counter``: 2
+per multiply-add of convolutions and matrix products, elementwise work not counted), forward
+pass, one cycle.
 The original also built an autoencoder decoder and a gate module that no loss or output used,
 and called ``.cuda()`` inside ``forward``: both are left out here; the module follows the device
 of its input.
 
 Memory and speed: a training batch of B cycles is a batch of B·45 groups for the encoder, whose
 stored activations dominate (faithful, B = 32: about 1 GB). The faithful config therefore
-recomputes the full-resolution stem in backward (``ModelConfig.recompute_stem``), and the circular
-padding and the last conv's weight gradient are written by hand for training
+recomputes the stem (the first three convs) in backward (``ModelConfig.recompute_stem``), and the
+circular padding and the last conv's weight gradient are written by hand for training
 (:mod:`cyclelib.layers`). None of these changes what the network computes (the hand-written
 gradients sum the same terms in another order: rounding-level differences). Throughput and peak
 memory: ``benchmarks/bench_model.py``. In training, each BatchNorm of the encoder normalises every
@@ -46,11 +47,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torch.utils.flop_counter import FlopCounterMode
 
 from cyclelib.features import FeatureConfig, group_frames
 from cyclelib.layers import CircularPad, TapGradConv2d
 from cyclelib.window_norm import WindowBatchNorm1d, WindowBatchNorm2d
+
+STEM_MODULES = 7  # GroupEncoder.convs[:7]: conv, BN, ReLU, conv, BN, ReLU, conv (recomputed)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ class ModelConfig:
     cluster_dim: int = 128  # width of every r_k and of the global vector g
     n_classes: int = 4  # normal, crackle, wheeze, both (cyclelib.constants.CLASS_NAMES)
     alpha: float = 1.0  # Student-t degrees of freedom of the soft assignment (DEC uses 1)
-    recompute_stem: bool = True  # training: recompute the full-resolution first convs in
-    # backward instead of storing them (same numbers; faithful: -0.3 GB at batch 32, ~+3% time)
+    recompute_stem: bool = True  # training: recompute the first three convs in backward
+    # instead of storing them (same numbers; faithful, batch 128, CPU: 3.8 GB peak, not 5.4)
     tap_grad_last_conv: bool = True  # training: last conv's weight gradient as 9 matrix
     # products (cyclelib.layers.TapGradConv2d; same values; faster for wide convs only)
     window_stats: bool = True  # training: each BatchNorm of the encoder normalises every group
@@ -188,11 +190,12 @@ class GroupEncoder(nn.Module):
         """(N, 3, 84, 20) groups -> (N, E) embeddings.
 
         The convolutions run channels-last (same values): about 1.8x faster on CPU here. The
-        stem (first conv, BN, ReLU at 84×20, then the second conv) is the largest activation;
-        with ``recompute_stem`` training recomputes it in backward rather than storing it.
+        stem (the first two conv, BN, ReLU blocks, then the third conv) holds the largest
+        activations; with ``recompute_stem`` training recomputes it in backward rather than
+        storing it (the later convs cost far more to recompute than they store).
         """
         x = groups.contiguous(memory_format=torch.channels_last)
-        stem, rest = self.convs[:4], self.convs[4:]
+        stem, rest = self.convs[:STEM_MODULES], self.convs[STEM_MODULES:]
         if self.recompute_stem and self.training and torch.is_grad_enabled():
             contexts = (nullcontext(), _running_stats_frozen(stem))
             x = checkpoint(stem, x, use_reentrant=False, context_fn=lambda: contexts)
@@ -377,32 +380,3 @@ def _init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.Conv2d):
         nn.init.kaiming_normal_(module.weight, mode="fan_out")
         nn.init.zeros_(module.bias)
-
-
-def parameter_counts(model: CycleGuardian) -> dict[str, int]:
-    """Trainable parameters per part of the network, in pipeline order (DESIGN §5)."""
-    parts = {
-        "group encoder: convs": model.encoder.convs.parameters(),
-        "group encoder: dense": model.encoder.dense.parameters(),
-        "deep clustering: z projection": model.clustering.project.parameters(),
-        "deep clustering: centres": [model.clustering.centres],
-        "cluster fusion: groups -> r_k": model.fusion.group_fusion.parameters(),
-        "cluster fusion: r -> g": model.fusion.cluster_fusion.parameters(),
-        "classifier": model.classifier.parameters(),
-        "similarity matrix S": [model.similarity],
-    }
-    return {name: sum(p.numel() for p in params) for name, params in parts.items()}
-
-
-def count_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one forward pass on ``x`` (eval mode, no grad), as torch.utils.flop_counter counts.
-
-    Divide by the batch size for FLOPs per cycle; the faithful network needs about 1.84 GFLOP.
-    """
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops()

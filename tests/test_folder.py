@@ -37,6 +37,9 @@ def test_resolve_data_dir(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert out.count("\n") == 1 and "SYNTHETIC" in out and "not ICBHI" in out and str(folder) in out
     assert resolve_data_dir(None) == (folder, True) and not capsys.readouterr().out  # said once
     assert resolve_data_dir(str(tiny)) == (tiny, True)  # patients from 301: synthetic, as given
+    out = capsys.readouterr().out  # a synthetic folder given by path is announced too, once
+    assert out.count("\n") == 1 and "SYNTHETIC" in out and str(tiny) in out
+    assert resolve_data_dir(tiny) == (tiny, True) and not capsys.readouterr().out
     with pytest.raises(ValueError, match="does not exist.*cyclelib download"):
         resolve_data_dir(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no ICBHI_challenge_train_test.txt.*README"):

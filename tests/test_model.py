@@ -17,9 +17,8 @@ from cyclelib.model import (
     DeepClustering,
     LogitsOnly,
     ModelConfig,
-    count_flops,
-    parameter_counts,
 )
+from cyclelib.model_size import count_flops, parameter_counts
 
 torch.set_num_threads(2)
 

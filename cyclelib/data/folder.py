@@ -233,14 +233,15 @@ def resolve_data_dir(
     ``data_dir`` None: ``trained_on`` (the folder a checkpoint was trained on, from its
     ``meta["data"]["folder"]``) when given and still there, else the synthetic set (said in one
     line). A path must be an ICBHI folder with the split file, else a ValueError says what is
-    missing and what to do. The synthetic set is announced once per process.
+    missing and what to do. A synthetic folder (the teaching set, or a path to one such as the
+    full-size set of ``cyclelib synth --like-icbhi``) is announced once per process.
     """
     if data_dir is None and trained_on is not None and Path(trained_on).is_dir():
         data_dir = trained_on
     if data_dir is None:
         path = synthetic_dir()
-        if path not in _ANNOUNCED:  # once per process: a notebook's later calls stay quiet
-            _ANNOUNCED.add(path)
+        if path.resolve() not in _ANNOUNCED:  # once per process: later calls stay quiet
+            _ANNOUNCED.add(path.resolve())
             print(f"Using the SYNTHETIC teaching set (not ICBHI 2017) at {path}; "
                   "pass a data folder for the real data.")
         return path, True
@@ -250,7 +251,12 @@ def resolve_data_dir(
         raise ValueError(f"ICBHI data folder {path} does not exist: {how}")
     if not (path / SPLIT_FILE).is_file():
         raise ValueError(f"{path} has no {SPLIT_FILE}, so it is not an ICBHI folder: {how}")
-    return path, is_synthetic(path)
+    synthetic = is_synthetic(path)
+    if synthetic and path.resolve() not in _ANNOUNCED:
+        _ANNOUNCED.add(path.resolve())
+        print(f"Using a SYNTHETIC set (not ICBHI 2017 recordings) at {path}: its sounds are "
+              "generated.")
+    return path, synthetic
 
 
 def cycles_with_audio(cycles: pd.DataFrame, split: str | None = None) -> pd.DataFrame:

@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 
 from cyclelib.constants import CLASS_NAMES, MAP_NAMES
-from cyclelib.model import CycleGuardian, ModelConfig, count_flops, parameter_counts
+from cyclelib.model import CycleGuardian, ModelConfig
+from cyclelib.model_size import count_flops, parameter_counts
 from cyclelib.viz.spectrogram import frequency_ticks, row_frequencies
 from cyclelib.viz.widgets import figure_explorer, slider
 
