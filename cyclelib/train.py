@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from cyclelib.augment import AugmentConfig, augment_waveforms, circular_shift, spec_augment
 from cyclelib.checkpoint import (
@@ -42,6 +41,7 @@ from cyclelib.gpu import check_precision, precision, to_device, tuned_for
 from cyclelib.losses import CycleGuardianObjective, LossConfig
 from cyclelib.model import CycleGuardian, CycleGuardianOutput, ModelConfig
 from cyclelib.prepare import SplitData
+from cyclelib.progress import progress_bar
 
 LOSS_TERMS = ("total", "ce", "kl_o", "kl_m", "sim_o", "sim_m", "con")  # logged separately
 ORIGINAL_EPOCHS = 600  # the schedule's milestones are given for 600 epochs (DESIGN §6)
@@ -239,8 +239,8 @@ def _train_epoch(
     first_bad = torch.zeros((), device=device, dtype=torch.long)  # 1-based step, 0: none yet
     objective.train()
     batches = epoch_batches(len(data), config.batch_size, generator)
-    for step, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", leave=False,
-                                      disable=not progress)):
+    bar = progress_bar(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+    for step, index in enumerate(bar):
         x = inputs(index, generator)
         labels = to_device(torch.from_numpy(data.labels[index]), device)
         terms, out = training_step(objective, optimizer, x, labels, generator)
@@ -362,8 +362,8 @@ def train(
     start = _resume(training, result, static, device) if resume else 0
     log_path = run_dir / "train_log.jsonl"
     log_path.write_text("".join(json.dumps(row) + "\n" for row in result.history))
-    bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs,
-               desc=run_dir.name, disable=not progress)
+    bar = progress_bar(range(start, config.epochs), initial=start, total=config.epochs,
+                       desc=run_dir.name, disable=not progress)
     with precision(config.precision, device) as encoder_dtype:
         training.objective.encoder_dtype = encoder_dtype
         for epoch in bar:

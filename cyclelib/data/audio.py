@@ -21,9 +21,9 @@ import pandas as pd
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-from tqdm.auto import tqdm
 
 from cyclelib.constants import CYCLE_SAMPLES, SAMPLE_RATE
+from cyclelib.progress import progress_bar
 
 RESAMPLER = dict(  # torchaudio.functional.resample settings: librosa's "kaiser_best" filter
     lowpass_filter_width=64,  # 64 zero crossings each side: a steep, clean anti-alias filter
@@ -177,7 +177,8 @@ def iter_cycle_waveforms(
     data_dir = Path(data_dir)
     groups = cycles.groupby("recording", sort=False).indices
     starts, ends = cycles["start"].to_numpy(float), cycles["end"].to_numpy(float)
-    with tqdm(total=len(cycles), unit="cycle", desc="cycles", disable=not progress) as bar:
+    bar = progress_bar(total=len(cycles), unit="cycle", desc="cycles", disable=not progress)
+    with bar:
         for recording, rows in groups.items():
             path = data_dir / f"{recording}.wav"
             if not path.is_file():

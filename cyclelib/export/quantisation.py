@@ -25,9 +25,9 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cyclelib.export.lowering import capture, require_executorch
+from cyclelib.progress import progress_bar
 
 QUANTISED_PART = "network"  # submodule of CycleGuardianInference that becomes int8
 
@@ -54,7 +54,7 @@ def quantize_int8(
     quantizer = XNNPACKQuantizer().set_global(config).set_filter_function(_in_quantised_part)
     observed = prepare_pt2e(capture(module).module(), quantizer)
     with torch.no_grad():
-        for wave in tqdm(waves, desc="calibration", unit="cycle", disable=not progress):
+        for wave in progress_bar(waves, desc="calibration", unit="cycle", disable=not progress):
             observed(torch.from_numpy(np.asarray(wave, dtype=np.float32).reshape(1, -1)))
     return convert_pt2e(observed)
 
