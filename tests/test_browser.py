@@ -169,6 +169,7 @@ class Learner:
         widget = self.page.locator(".jp-OutputArea .widget-vbox")
         if widget.count():
             widget.first.scroll_into_view_if_needed()
+            self.page.wait_for_timeout(1000)  # the notebook draws the cells scrolled into view
         self.page.screenshot(path=str(ARTIFACTS / f"{self.name}.{label}.png"), full_page=True)
         (ARTIFACTS / f"{self.name}.{label}.outputs.json").write_text(json.dumps(self.outputs()))
 
