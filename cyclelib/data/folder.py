@@ -239,23 +239,23 @@ def resolve_data_dir(
     if data_dir is None and trained_on is not None and Path(trained_on).is_dir():
         data_dir = trained_on
     if data_dir is None:
-        path = synthetic_dir()
-        if path.resolve() not in _ANNOUNCED:  # once per process: later calls stay quiet
-            _ANNOUNCED.add(path.resolve())
+        path, synthetic = synthetic_dir(), True
+    else:
+        path = Path(data_dir).expanduser()
+        how = "get the data with `cyclelib download DIR` (cyclelib.data.download, see the README)"
+        if not path.is_dir():
+            raise ValueError(f"ICBHI data folder {path} does not exist: {how}")
+        if not (path / SPLIT_FILE).is_file():
+            raise ValueError(f"{path} has no {SPLIT_FILE}, so it is not an ICBHI folder: {how}")
+        synthetic = is_synthetic(path)
+    if synthetic and path.resolve() not in _ANNOUNCED:  # once per process: later calls quiet
+        _ANNOUNCED.add(path.resolve())
+        if data_dir is None:
             print(f"Using the SYNTHETIC teaching set (not ICBHI 2017) at {path}; "
                   "pass a data folder for the real data.")
-        return path, True
-    path = Path(data_dir).expanduser()
-    how = "get the data with `cyclelib download DIR` (cyclelib.data.download, see the README)"
-    if not path.is_dir():
-        raise ValueError(f"ICBHI data folder {path} does not exist: {how}")
-    if not (path / SPLIT_FILE).is_file():
-        raise ValueError(f"{path} has no {SPLIT_FILE}, so it is not an ICBHI folder: {how}")
-    synthetic = is_synthetic(path)
-    if synthetic and path.resolve() not in _ANNOUNCED:
-        _ANNOUNCED.add(path.resolve())
-        print(f"Using a SYNTHETIC set (not ICBHI 2017 recordings) at {path}: its sounds are "
-              "generated.")
+        else:
+            print(f"Using a SYNTHETIC set (not ICBHI 2017 recordings) at {path}: "
+                  "its sounds are generated.")
     return path, synthetic
 
 
