@@ -15,15 +15,15 @@ class Terminal(io.StringIO):
 
 
 def _lines(stream: io.StringIO, steps: int = 20, seconds: float = 0.03) -> int:
-    """Redraws written while ``steps`` steps of ``seconds`` each run (a redraw starts with
-    a carriage return in a terminal and ends a line in a log: both counted)."""
+    """Redraws written while ``steps`` steps of ``seconds`` each run (tqdm starts each with a
+    carriage return; closing the bar ends its line)."""
     for _ in progress_bar(range(steps), desc="epoch 1", file=stream):
         time.sleep(seconds)
     text = stream.getvalue()
     return text.count("\r") + text.count("\n")
 
 
-def test_a_bar_in_a_log_writes_its_first_and_last_state_only(monkeypatch) -> None:
+def test_a_bar_in_a_log_writes_its_first_and_last_state_only() -> None:
     assert progress.LOG_INTERVAL >= 10
     log, terminal = io.StringIO(), Terminal()
     in_log = _lines(log)
